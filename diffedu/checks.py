@@ -1,0 +1,61 @@
+"""Input checks shared by the library: each error says what was expected and what to do."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_tensor(name: str, value: object) -> torch.Tensor:
+    """Raise TypeError unless `value` is a tensor; return it."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Raise ValueError if `value` holds NaN or infinity (a diverged model, usually)."""
+    check_tensor(name, value)
+    if value.is_floating_point() and not torch.isfinite(value).all():
+        bad = (~torch.isfinite(value)).sum().item()
+        raise ValueError(
+            f"{name} has {bad} NaN/inf values: check the input data, or lower the learning "
+            "rate if a model produced it"
+        )
+    return value
+
+
+def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Raise ValueError unless two tensors have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+
+
+def check_timesteps(t: torch.Tensor | int, num_steps: int, batch_size: int | None = None) -> torch.Tensor:
+    """Turn `t` into a long tensor and check that 0 <= t < num_steps (and its batch size).
+
+    Timesteps are 0-indexed, as in diffusers: the paper's t = 1..T is t = 0..T-1 here.
+    """
+    t = torch.as_tensor(t)
+    if t.is_floating_point() or t.is_complex():
+        if not torch.equal(t, t.round()):
+            raise ValueError(f"t must hold whole numbers (timestep indices), got {t.flatten()[:5].tolist()}")
+    t = t.long()
+    if t.numel() and (t.min() < 0 or t.max() >= num_steps):
+        bad = t.min().item() if t.min() < 0 else t.max().item()
+        raise ValueError(
+            f"t must be in [0, {num_steps - 1}], got {bad}: timesteps index alpha_bar, "
+            f"which has {num_steps} entries (the paper's t = 1..T is t = 0..T-1 here)"
+        )
+    if batch_size is not None and t.ndim == 1 and t.shape[0] not in (1, batch_size):
+        raise ValueError(f"t must have one timestep per sample ({batch_size}), got {t.shape[0]}")
+    if t.ndim > 1:
+        raise ValueError(f"t must be a scalar or a 1-D tensor (B,), got shape {tuple(t.shape)}")
+    return t
+
+
+def broadcast_to_batch(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape per-sample values (B,) or a scalar to (B, 1, 1, ...) so they multiply `x`."""
+    return values.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))

@@ -1,0 +1,115 @@
+"""A 2-D Gaussian mixture whose noised densities, scores and posterior means are exact.
+
+Under the forward process (eq. 1.5) a mixture of isotropic Gaussians stays a mixture:
+component k with mean mu_k and std s_k becomes N(sqrt(alpha_bar) mu_k, (alpha_bar s_k^2 +
+1 - alpha_bar) I). So the score, the ideal noise predictor and E[x_0 | x_t] are closed forms
+(chapter 02), which lets us test samplers with a perfect "model".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from diffedu.checks import check_finite, check_tensor, check_timesteps
+from diffedu.schedules import NoiseSchedule
+
+
+@dataclass(frozen=True)
+class GaussianMixture:
+    """sum_k weights[k] N(means[k], stds[k]^2 I) in two dimensions (float64 inside)."""
+
+    weights: torch.Tensor  # (K,) sums to 1
+    means: torch.Tensor  # (K, 2)
+    stds: torch.Tensor  # (K,)
+
+    def __post_init__(self) -> None:
+        k = self.weights.shape[0]
+        if self.weights.ndim != 1 or self.means.shape != (k, 2) or self.stds.shape != (k,):
+            raise ValueError(
+                f"expected weights (K,), means (K, 2), stds (K,), got {tuple(self.weights.shape)}, "
+                f"{tuple(self.means.shape)}, {tuple(self.stds.shape)}"
+            )
+        if (self.weights < 0).any() or not math.isclose(self.weights.sum().item(), 1.0, abs_tol=1e-6):
+            raise ValueError(f"weights must be non-negative and sum to 1, got {self.weights.tolist()}")
+        if (self.stds <= 0).any():
+            raise ValueError(f"stds must be positive, got {self.stds.tolist()}")
+
+    @property
+    def num_components(self) -> int:
+        return self.weights.shape[0]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n points (n, 2) float32 and the component each came from (n,) int64."""
+        components = torch.multinomial(self.weights.float(), n, replacement=True, generator=generator)
+        noise = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        points = self.means[components] + self.stds[components, None] * noise
+        return points.float(), components
+
+    def noised(self, alpha_bar: float) -> "GaussianMixture":
+        """The marginal q(x_t) when x_0 follows this mixture: each component scaled by
+        sqrt(alpha_bar) with variance alpha_bar s^2 + (1 - alpha_bar)."""
+        if not 0 < alpha_bar <= 1:
+            raise ValueError(f"alpha_bar must be in (0, 1], got {alpha_bar}")
+        stds = (alpha_bar * self.stds**2 + (1 - alpha_bar)).sqrt()
+        return GaussianMixture(self.weights, math.sqrt(alpha_bar) * self.means, stds)
+
+    def _log_component_densities(self, x: torch.Tensor) -> torch.Tensor:
+        """log(w_k N(x; mu_k, s_k^2 I)) for every point and component, (n, K) float64."""
+        check_finite("x", check_tensor("x", x))
+        if x.ndim != 2 or x.shape[1] != 2:
+            raise ValueError(f"x must be a batch of 2-D points (n, 2), got {tuple(x.shape)}")
+        x = x.double()
+        sq_dist = ((x[:, None, :] - self.means[None]) ** 2).sum(-1)  # (n, K)
+        var = self.stds**2
+        return self.weights.log() - sq_dist / (2 * var) - torch.log(2 * math.pi * var)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x), (n,) float64."""
+        return torch.logsumexp(self._log_component_densities(x), dim=1)
+
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """p(component k | x), (n, K) float64."""
+        return torch.softmax(self._log_component_densities(x), dim=1)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """grad_x log p(x) = sum_k p(k | x) (mu_k - x) / s_k^2, (n, 2) float64."""
+        r = self.responsibilities(x)  # (n, K)
+        pull = (self.means[None] - x.double()[:, None, :]) / (self.stds**2)[None, :, None]  # (n, K, 2)
+        return (r[..., None] * pull).sum(1)
+
+
+def make_toy_mixture() -> GaussianMixture:
+    """The course's standard toy: three well-separated blobs with unequal weights."""
+    return GaussianMixture(
+        weights=torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64),
+        means=torch.tensor([[-1.0, -0.5], [1.0, -0.5], [0.0, 1.0]], dtype=torch.float64),
+        stds=torch.tensor([0.15, 0.15, 0.15], dtype=torch.float64),
+    )
+
+
+def exact_noise_predictor(mixture: GaussianMixture, schedule: NoiseSchedule):
+    """The best possible eps_theta for this mixture: eps*(x_t, t) = -sqrt(1 - alpha_bar_t) *
+    score of q(x_t), eq. (2.10). Returns a callable model(x_t, t) -> eps (float32)."""
+
+    def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = check_timesteps(t, schedule.num_steps, batch_size=x_t.shape[0])
+        eps = torch.empty(x_t.shape, dtype=torch.float64)
+        x_cpu = x_t.detach().cpu()
+        t_cpu = t.cpu().expand(x_t.shape[0])
+        for step in t_cpu.unique().tolist():  # one noised mixture per distinct timestep
+            alpha_bar = schedule.alpha_bar[step].double().item()
+            rows = t_cpu == step
+            eps[rows] = -math.sqrt(1 - alpha_bar) * mixture.noised(alpha_bar).score(x_cpu[rows])
+        return eps.to(device=x_t.device, dtype=x_t.dtype)
+
+    return model
+
+
+def exact_posterior_mean(mixture: GaussianMixture, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """E[x_0 | x_t] by Tweedie's formula: (x_t + (1 - alpha_bar) score(x_t)) / sqrt(alpha_bar),
+    eq. (2.11). (n, 2) float64."""
+    score = mixture.noised(alpha_bar).score(x_t)
+    return (x_t.double() + (1 - alpha_bar) * score) / math.sqrt(alpha_bar)
