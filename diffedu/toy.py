@@ -113,3 +113,50 @@ def exact_posterior_mean(mixture: GaussianMixture, x_t: torch.Tensor, alpha_bar:
     eq. (2.11). (n, 2) float64."""
     score = mixture.noised(alpha_bar).score(x_t)
     return (x_t.double() + (1 - alpha_bar) * score) / math.sqrt(alpha_bar)
+
+
+@dataclass
+class ComponentSummary:
+    """Per-component statistics of samples, to compare with the mixture that should have
+    produced them (see `component_summary`)."""
+
+    weights: torch.Tensor  # (K,) fraction of the samples nearest each component
+    means: torch.Tensor  # (K, 2) mean of those samples (NaN for a component no sample is near)
+    stds: torch.Tensor  # (K,) their spread per coordinate: sqrt(mean ||x - mean_k||^2 / 2)
+    far_fraction: float  # fraction of samples more than `far` stds from every component mean
+
+
+def component_summary(mixture: GaussianMixture, samples: torch.Tensor, far: float = 4.0) -> ComponentSummary:
+    """How well samples recover a mixture: assign each point to its nearest component and
+    measure the share, mean and spread of each group (chapter 02).
+
+    "Nearest" counts distance in that component's stds, ||x - mu_k|| / s_k. For true
+    mixture data, the share of points more than r stds from their own component's mean is
+    exp(-r^2 / 2) in 2-D (the distance is chi-distributed with 2 degrees of freedom), so
+    `far_fraction` is about exp(-8) = 3.4e-4 for r = 4: points there sit between modes.
+
+    Args:
+        mixture: the mixture the samples should follow.
+        samples: (n, 2) points, e.g. a sampler's output.
+        far: distance, in stds, beyond which a point counts as far from every mode.
+    Returns:
+        a ComponentSummary with float64 tensors.
+    """
+    check_finite("samples", check_tensor("samples", samples))
+    if samples.ndim != 2 or samples.shape[1] != 2 or samples.shape[0] == 0:
+        raise ValueError(f"samples must be a non-empty batch of 2-D points (n, 2), got {tuple(samples.shape)}")
+    x = samples.detach().cpu().double()
+    distance = (x[:, None, :] - mixture.means[None]).norm(dim=-1) / mixture.stds[None]  # (n, K) in stds
+    nearest_distance, nearest = distance.min(dim=1)
+    k = mixture.num_components
+    counts = torch.bincount(nearest, minlength=k).double()  # (K,)
+    sums = torch.zeros(k, 2, dtype=torch.float64).index_add_(0, nearest, x)
+    means = sums / counts[:, None]  # 0 / 0 = NaN for an empty component
+    sq_dev = ((x - means[nearest]) ** 2).sum(1)  # (n,)
+    stds = (torch.zeros(k, dtype=torch.float64).index_add_(0, nearest, sq_dev) / (2 * counts)).sqrt()
+    return ComponentSummary(
+        weights=counts / x.shape[0],
+        means=means,
+        stds=stds,
+        far_fraction=(nearest_distance > far).double().mean().item(),
+    )

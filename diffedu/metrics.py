@@ -1,0 +1,129 @@
+"""Measuring samples: an MNIST classifier, its accuracy on generated digits, and FID on its
+features (chapters 03 and 06).
+
+FID (Heusel et al. 2017) fits a Gaussian to the features of real and of generated images
+and measures the Frechet distance between the two, eq. (3.4):
+
+    FID = ||mu_r - mu_g||^2 + tr(S_r) + tr(S_g) - 2 tr((S_r^{1/2} S_g S_r^{1/2})^{1/2})
+
+Offline there is no Inception network, so the course uses the penultimate layer (128
+features) of its own MNIST classifier: the numbers are comparable within the course, not
+with published Inception FIDs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffedu.checkpoints import read_checkpoint
+
+
+class MnistClassifier(nn.Module):
+    """A small CNN: three conv blocks (28 -> 14 -> 7 -> 3), a 128-unit feature layer, 10 logits."""
+
+    feature_dim = 128
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 14, 14)
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, 7, 7)
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 128, 3, 3)
+            nn.Flatten(), nn.Linear(128 * 3 * 3, self.feature_dim), nn.ReLU(),  # (B, 128) features
+        )
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(self.feature_dim, 10)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (B, 128) of images (B, 1, 28, 28) in [-1, 1]."""
+        if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
+            raise ValueError(f"expected MNIST-shaped images (B, 1, 28, 28) in [-1, 1], got {tuple(images.shape)}")
+        return self.body(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(images)))
+
+
+def load_classifier(device: torch.device | str = "cpu") -> MnistClassifier:
+    """The course's shipped MNIST classifier (data/checkpoints/mnist-classifier), in eval mode."""
+    state, _, _ = read_checkpoint("mnist-classifier")
+    model = MnistClassifier()
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def _batched(fn, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    return torch.cat([fn(images[i: i + batch_size]) for i in range(0, images.shape[0], batch_size)])
+
+
+@torch.no_grad()
+def classifier_features(classifier: MnistClassifier, images: torch.Tensor) -> torch.Tensor:
+    """Features (N, 128) float64 of images (N, 1, 28, 28) in [-1, 1], in batches."""
+    device = next(classifier.parameters()).device
+    return _batched(lambda x: classifier.features(x.to(device)).double().cpu(), images)
+
+
+@torch.no_grad()
+def predict_labels(classifier: MnistClassifier, images: torch.Tensor) -> torch.Tensor:
+    """The classifier's digit (N,) for images (N, 1, 28, 28) in [-1, 1]."""
+    device = next(classifier.parameters()).device
+    return _batched(lambda x: classifier(x.to(device)).argmax(1).cpu(), images)
+
+
+def accuracy(classifier: MnistClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of images the classifier labels as `labels` (for samples: the intended digit)."""
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"need one label per image: images {tuple(images.shape)}, labels {tuple(labels.shape)}")
+    return (predict_labels(classifier, images) == labels.cpu()).double().mean().item()
+
+
+def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """Square root of a symmetric positive semi-definite matrix by eigendecomposition
+    (tiny negative eigenvalues from rounding are clipped to 0)."""
+    eigenvalues, eigenvectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (eigenvectors * eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
+    """Frechet distance between N(mu1, cov1) and N(mu2, cov2), eq. (3.4), in float64.
+
+    tr((S1^{1/2} S2 S1^{1/2})^{1/2}) is computed from the eigenvalues of the symmetric PSD
+    matrix S1^{1/2} S2 S1^{1/2}: stable, and never complex (unlike a general sqrtm of S1 S2).
+    """
+    mu1, mu2, cov1, cov2 = (x.double() for x in (mu1, mu2, cov1, cov2))
+    if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (mu1.shape[0],) * 2:
+        raise ValueError(f"shapes do not fit: mu {tuple(mu1.shape)}, {tuple(mu2.shape)}, cov {tuple(cov1.shape)}, {tuple(cov2.shape)}")
+    root1 = _sqrtm_psd(cov1)
+    middle = root1 @ cov2 @ root1
+    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    return ((mu1 - mu2).square().sum() + cov1.trace() + cov2.trace() - 2 * trace_sqrt).item()
+
+
+def gaussian_fit(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and unbiased covariance (D, D) of features (N, D), float64."""
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"need features of shape (N >= 2, D), got {tuple(features.shape)}")
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)
+
+
+def fid_from_features(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """FID between two sets of features (N, D) and (M, D), eq. (3.4)."""
+    return frechet_distance(*gaussian_fit(features_a), *gaussian_fit(features_b))
+
+
+def fid(classifier: MnistClassifier, images_a: torch.Tensor, images_b: torch.Tensor) -> float:
+    """FID between two image sets (N, 1, 28, 28) in [-1, 1] on the classifier's features."""
+    return fid_from_features(classifier_features(classifier, images_a), classifier_features(classifier, images_b))
+
+
+def classification_loss(model: MnistClassifier, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    """Cross-entropy on a batch (images, labels), each image shifted by up to 2 pixels
+    (random translation: cheap augmentation that lifts test accuracy past 99%)."""
+    images, labels = batch
+    shifts = torch.randint(-2, 3, (2,), generator=generator).tolist()
+    images = torch.roll(F.pad(images, (2, 2, 2, 2), value=-1.0), shifts=shifts, dims=(2, 3))[:, :, 2:-2, 2:-2]
+    return F.cross_entropy(model(images), labels)

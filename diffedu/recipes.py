@@ -1,0 +1,210 @@
+"""The course's named models: how each is trained, saved, loaded and sampled.
+
+    mnist-classifier   the CNN behind accuracy and FID (diffedu.metrics)
+    mnist-unet         the class-conditional UNet of chapter 03, with classifier-free guidance
+
+`python -m diffedu train NAME` runs `train_recipe(NAME)`; the notebooks call the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from diffedu.checkpoints import hardware_description, read_checkpoint, save_checkpoint
+from diffedu.data import load_mnist
+from diffedu.guidance import guided_noise_predictor
+from diffedu.losses import noise_prediction_loss
+from diffedu.metrics import MnistClassifier, accuracy, classification_loss, fid, load_classifier
+from diffedu.models.unet import UNet, UNetConfig, count_parameters
+from diffedu.samplers import ddim_sample, ddpm_sample
+from diffedu.schedules import NoiseSchedule, make_schedule
+from diffedu.train import TrainConfig, train
+
+RECIPES = ("mnist-classifier", "mnist-unet")
+
+
+@dataclass
+class DiffusionSettings:
+    """What the UNet learns on top of its shape and its optimiser (chapter 03)."""
+
+    schedule: str = "cosine"  # noise schedule (chapter 01)
+    num_steps: int = 1000  # T
+    weighting: str = "min_snr"  # loss weighting, eq. (3.2)
+    min_snr_gamma: float = 5.0
+    label_drop: float = 0.1  # fraction of labels replaced by the null class, for guidance
+
+
+MNIST_UNET_MODEL = UNetConfig()
+MNIST_UNET_TRAIN = TrainConfig(steps=6000, batch_size=128, lr=2e-3, warmup_steps=200, time_budget_minutes=28)
+MNIST_UNET_DIFFUSION = DiffusionSettings()
+MNIST_CLASSIFIER_TRAIN = TrainConfig(steps=1500, batch_size=128, lr=2e-3, warmup_steps=100, ema_decay=0.999, checkpoint_every=500)
+
+
+def diffusion_loss_fn(schedule: NoiseSchedule, settings: DiffusionSettings):
+    """loss_fn(model, (images, labels), generator) for `train`: eq. (3.2) with label dropout."""
+
+    def loss_fn(model: UNet, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        images, labels = batch
+        if model.null_class is not None:
+            drop = torch.rand(labels.shape[0], generator=generator).to(labels.device) < settings.label_drop
+            labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)
+        else:
+            labels = None
+        return noise_prediction_loss(
+            model, images, schedule, generator, labels=labels, weighting=settings.weighting, min_snr_gamma=settings.min_snr_gamma
+        )
+
+    return loss_fn
+
+
+def _card(command: str, config: TrainConfig, result, extra: dict) -> dict:
+    return {
+        "command": command,
+        "train_config": config.to_dict(),
+        "steps": result.step,
+        "finished": result.finished,
+        "wall_time_minutes": round(result.elapsed_seconds / 60, 2),
+        "images_per_second": round(result.images_per_second, 1),
+        "final_loss_mean_last_100": round(sum(result.losses[-100:]) / max(1, len(result.losses[-100:])), 5),
+        "hardware": hardware_description(),
+        "trained_on": time.strftime("%Y-%m-%d"),
+        **extra,
+    }
+
+
+def train_mnist_classifier(run_dir: Path, out_folder: Path | None = None, config: TrainConfig = MNIST_CLASSIFIER_TRAIN) -> dict:
+    """Train and save the metrics classifier; return its model card (with test accuracy)."""
+    torch.manual_seed(config.seed)
+    train_set, test_set = load_mnist("train"), load_mnist("test")
+    model = MnistClassifier()
+    result = train(model, classification_loss, (train_set.images, train_set.labels), config, run_dir)
+    classifier = result.ema.cpu().eval()
+    test_accuracy = accuracy(classifier, test_set.images, test_set.labels)
+    print(f"test accuracy {test_accuracy:.4f}")
+    card = _card("python -m diffedu train mnist-classifier", config, result, {
+        "metrics": {"test_accuracy": round(test_accuracy, 4)},
+        "notes": "EMA weights. Used for classifier accuracy of samples and FID on its 128 penultimate features.",
+    })
+    save_checkpoint(classifier, "mnist-classifier", {"feature_dim": MnistClassifier.feature_dim}, card, out_folder)
+    return card
+
+
+def build_unet(config: UNetConfig = MNIST_UNET_MODEL) -> UNet:
+    torch.manual_seed(0)  # the same initial weights every time
+    return UNet(config)
+
+
+def train_mnist_unet(
+    run_dir: Path,
+    out_folder: Path | None = None,
+    config: TrainConfig = MNIST_UNET_TRAIN,
+    model_config: UNetConfig = MNIST_UNET_MODEL,
+    settings: DiffusionSettings = MNIST_UNET_DIFFUSION,
+    evaluate: bool = True,
+) -> dict:
+    """Train the chapter-03 UNet (resuming from run_dir), save its EMA weights and model card."""
+    schedule = make_schedule(settings.schedule, settings.num_steps)
+    train_set = load_mnist("train")
+    model = build_unet(model_config)
+    print(f"UNet with {count_parameters(model) / 1e6:.2f}M parameters")
+    result = train(model, diffusion_loss_fn(schedule, settings), (train_set.images, train_set.labels), config, run_dir)
+    ema = result.ema.cpu().eval()
+    metrics = evaluate_unet(ema, schedule, n=1000, seed=0) if evaluate else {}
+    card = _card("python -m diffedu train mnist-unet", config, result, {
+        "diffusion": settings.__dict__,
+        "parameters": count_parameters(ema),
+        "metrics": metrics,
+        "notes": "EMA weights. Class-conditional; class 10 is the null class for classifier-free guidance.",
+    })
+    full_config = {"unet": model_config.to_dict(), "diffusion": settings.__dict__}
+    save_checkpoint(ema, "mnist-unet", full_config, card, out_folder)
+    return card
+
+
+def load_mnist_unet(device: torch.device | str = "cpu", folder: Path | None = None) -> tuple[UNet, NoiseSchedule, dict]:
+    """The shipped chapter-03 UNet (EMA weights), its noise schedule and its model card."""
+    state, config, card = read_checkpoint("mnist-unet", folder)
+    model = UNet(UNetConfig.from_dict(config["unet"]))
+    model.load_state_dict(state)
+    settings = DiffusionSettings(**config["diffusion"])
+    return model.to(device).eval(), make_schedule(settings.schedule, settings.num_steps), card
+
+
+@torch.no_grad()
+def sample_unet(
+    model: UNet,
+    schedule: NoiseSchedule,
+    n: int,
+    sampler: str = "ddim",
+    steps: int = 50,
+    seed: int = 0,
+    labels: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    batch_size: int = 500,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """n samples (n, 1, 28, 28) in [-1, 1] from a (conditional) UNet; the same seed gives the
+    same samples on every device.
+
+    Args:
+        sampler: "ddim" (with `steps`) or "ddpm" (all T steps).
+        labels: (n,) digits to draw, or None for unconditional samples.
+        guidance: classifier-free guidance scale w, eq. (3.3) (needs labels).
+    """
+    if sampler not in ("ddim", "ddpm"):
+        raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+    if labels is not None and labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    if labels is None and guidance != 1.0:
+        raise ValueError("guidance needs labels: pass the digits to draw (e.g. --label 7 or --all-labels)")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    chunks = []
+    for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
+        chunk_labels = labels[start: start + count] if labels is not None else torch.full((count,), model.null_class) if model.null_class is not None else None
+        predictor = guided_noise_predictor(model, chunk_labels.to(device), guidance) if chunk_labels is not None else model
+        shape = (count, model.config.image_channels, model.config.image_size, model.config.image_size)
+        if sampler == "ddim":
+            out = ddim_sample(predictor, shape, schedule, num_steps=steps, generator=generator, device=device, clip_x0=1.0, progress=progress)
+        else:
+            out = ddpm_sample(predictor, shape, schedule, generator=generator, device=device, clip_x0=1.0, progress=progress)
+        chunks.append(out.samples.clamp(-1, 1).cpu())
+    return torch.cat(chunks)
+
+
+def evaluate_unet(model: UNet, schedule: NoiseSchedule, n: int = 1000, seed: int = 0, steps: int = 50, guidance: float = 2.0) -> dict:
+    """FID (classifier features, vs the MNIST test set), conditional accuracy with and without
+    guidance, and the real-vs-real FID of two halves of the test set with the same size."""
+    classifier = load_classifier()
+    test_images = load_mnist("test").images
+    labels = torch.arange(n) % 10
+    results = {"n": n, "sampler": f"ddim{steps}", "seed": seed}
+    t0 = time.perf_counter()
+    guided = sample_unet(model, schedule, n, steps=steps, seed=seed, labels=labels, guidance=guidance)
+    results[f"seconds_ddim{steps}_guided"] = round(time.perf_counter() - t0, 1)
+    plain = sample_unet(model, schedule, n, steps=steps, seed=seed, labels=labels, guidance=1.0)
+    results[f"accuracy_guidance_{guidance}"] = round(accuracy(classifier, guided, labels), 4)
+    results["accuracy_guidance_1.0"] = round(accuracy(classifier, plain, labels), 4)
+    results[f"fid_guidance_{guidance}"] = round(fid(classifier, guided, test_images[:n]), 3)
+    results["fid_guidance_1.0"] = round(fid(classifier, plain, test_images[:n]), 3)
+    results["fid_real_vs_real"] = round(fid(classifier, test_images[:n], test_images[n: 2 * n]), 3)
+    print(json.dumps(results, indent=2))
+    return results
+
+
+def train_recipe(name: str, run_dir: Path | None = None, out_folder: Path | None = None, **overrides) -> dict:
+    """Train a named model (see RECIPES), resuming from run_dir; overrides change TrainConfig fields."""
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
+    if name == "mnist-classifier":
+        return train_mnist_classifier(run_dir, out_folder, replace(MNIST_CLASSIFIER_TRAIN, **overrides))
+    if name == "mnist-unet":
+        return train_mnist_unet(run_dir, out_folder, replace(MNIST_UNET_TRAIN, **overrides))
+    raise ValueError(f"unknown model {name!r}: choose one of {', '.join(RECIPES)}")
+

@@ -1,0 +1,210 @@
+"""A training loop that survives real life (chapter 03).
+
+AdamW with linear warm-up and cosine decay, gradient clipping, an EMA of the weights,
+mixed precision on GPUs, a progress bar with loss and images/s, a wall-clock budget, and a
+checkpoint every few hundred steps holding everything needed to continue exactly where it
+stopped: model, EMA, optimizer, learning-rate schedule, step, loss history and random state.
+Stop it any way you like (Ctrl-C, a closed laptop, a killed process) and run the same call
+again: it resumes from the last checkpoint.
+
+    result = train(model, loss_fn, (images, labels), TrainConfig(steps=6000), run_dir="runs/unet")
+
+`loss_fn(model, batch, generator) -> loss` says what to learn; `train` does the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from diffedu.device import autocast_dtype, get_device
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (the defaults suit the MNIST UNet on a CPU)."""
+
+    steps: int = 6000  # optimizer steps in total (a resumed run counts from where it stopped)
+    batch_size: int = 128
+    lr: float = 2e-3  # peak learning rate
+    warmup_steps: int = 200  # linear warm-up from 0 to lr
+    min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm
+    ema_decay: float = 0.999  # EMA of the weights, with warm-up (1 + step) / (10 + step)
+    checkpoint_every: int = 250  # steps between checkpoints
+    time_budget_minutes: float | None = None  # stop (and save) after this much training time
+    seed: int = 0
+    allow_cpu_bf16: bool = False  # bfloat16 autocast on CPUs with native support
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a call to `train` did. `model` holds the live weights, `ema` the averaged ones."""
+
+    model: nn.Module
+    ema: nn.Module
+    step: int
+    losses: list[float] = field(default_factory=list)
+    elapsed_seconds: float = 0.0  # training time over all runs, resumed ones included
+    images_per_second: float = 0.0  # in this call
+    finished: bool = False  # reached config.steps (False: budget, interrupt)
+    resumed_from: int = 0  # the step this call started at
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate at `step`: linear warm-up, then cosine decay to lr * min_lr_ratio."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, step: int, decay: float) -> None:
+    """ema <- d * ema + (1 - d) * model, with d = min(decay, (1 + step) / (10 + step)) so that
+    the average is not dominated by the random initial weights early on."""
+    d = min(decay, (1 + step) / (10 + step))
+    for ema_p, p in zip(ema.parameters(), model.parameters()):
+        ema_p.lerp_(p.detach(), 1 - d)
+    for ema_b, b in zip(ema.buffers(), model.buffers()):
+        ema_b.copy_(b)
+
+
+def _save_atomically(state: dict, path: Path) -> None:
+    """Write to a temporary file, then rename: a kill mid-write never leaves a broken checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, list[torch.Tensor], torch.Generator], torch.Tensor],
+    data: Sequence[torch.Tensor],
+    config: TrainConfig,
+    run_dir: str | Path | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `model` on random batches of `data`, resuming from run_dir's checkpoint if any.
+
+    Args:
+        model: the network (moved to `device`).
+        loss_fn: loss_fn(model, batch, generator) -> scalar loss; batch is the list of
+            tensors in `data` indexed by one random batch, on `device`; draw all randomness
+            from `generator` (a CPU generator) so runs are reproducible and resumable.
+        data: tensors with the same first dimension, e.g. (images, labels).
+        config: a TrainConfig.
+        run_dir: where checkpoints go; None trains without checkpoints.
+        device: default `get_device()`.
+    Returns:
+        a TrainResult. A Ctrl-C saves a checkpoint and returns (finished=False).
+    """
+    if len(data) == 0 or any(d.shape[0] != data[0].shape[0] for d in data):
+        raise ValueError(f"data must be tensors with the same first dimension, got {[tuple(d.shape) for d in data]}")
+    if config.steps < 1 or config.batch_size < 1:
+        raise ValueError(f"steps and batch_size must be positive, got {config.steps} and {config.batch_size}")
+    device = torch.device(device) if device is not None else get_device()
+    data = [d.to(device) for d in data]
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    amp_dtype = autocast_dtype(device, allow_cpu_bf16=config.allow_cpu_bf16)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    start_step, losses, elapsed_before = 0, [], 0.0
+
+    checkpoint_path = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
+    if checkpoint_path is not None and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        generator.set_state(state["generator"])
+        start_step, losses, elapsed_before = state["step"], state["losses"], state["elapsed_seconds"]
+        print(f"resuming from {checkpoint_path} at step {start_step} ({elapsed_before / 60:.1f} min trained so far)")
+
+    def save(step: int, elapsed: float) -> None:
+        if checkpoint_path is None:
+            return
+        _save_atomically(
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "generator": generator.get_state(),
+                "step": step,
+                "losses": losses,
+                "elapsed_seconds": elapsed,
+                "config": config.to_dict(),
+            },
+            checkpoint_path,
+        )
+
+    result = TrainResult(model=model, ema=ema, step=start_step, losses=losses, resumed_from=start_step)
+    budget = config.time_budget_minutes * 60 if config.time_budget_minutes is not None else math.inf
+    num_examples = data[0].shape[0]
+    t_start = time.perf_counter()
+    step, step_rng_state = start_step, generator.get_state()
+    bar = tqdm(total=config.steps, initial=start_step, desc="training", disable=not progress, dynamic_ncols=True)
+    try:
+        while step < config.steps:
+            if elapsed_before + time.perf_counter() - t_start >= budget:
+                print(f"time budget of {config.time_budget_minutes} min reached at step {step}")
+                break
+            step_rng_state = generator.get_state()  # to redo this step exactly after a Ctrl-C
+            index = torch.randint(0, num_examples, (config.batch_size,), generator=generator).to(device)
+            batch = [d[index] for d in data]
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = loss_fn(model, batch, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}: lower the learning rate (now {config.lr})")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            update_ema(ema, model, step, config.ema_decay)
+            losses.append(loss.item())
+            step += 1
+            bar.update(1)
+            if step % 10 == 0 or step == config.steps:
+                seconds = time.perf_counter() - t_start
+                recent = losses[-50:]
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", img_s=f"{(step - start_step) * config.batch_size / seconds:.0f}")
+            if step % config.checkpoint_every == 0:
+                save(step, elapsed_before + time.perf_counter() - t_start)
+    except KeyboardInterrupt:
+        generator.set_state(step_rng_state)  # the unfinished step will be redone on resume
+        print(f"interrupted at step {step}: saving a checkpoint; run the same command again to continue")
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t_start
+    save(step, elapsed_before + seconds)
+    result.step, result.elapsed_seconds = step, elapsed_before + seconds
+    result.images_per_second = (step - start_step) * config.batch_size / max(seconds, 1e-9)
+    result.finished = step >= config.steps
+    model.eval()
+    return result

@@ -1,0 +1,147 @@
+"""Chapter 01's checkers: a stub is "not attempted", typical mistakes get their hint, the
+reference solutions pass."""
+
+import pytest
+import torch
+
+from diffedu.exercises import ExerciseError, ch01
+
+
+def stub(*args):
+    raise NotImplementedError  # your code here
+
+
+def column(values):
+    return values.reshape(-1, 1, 1, 1)
+
+
+def test_stubs_are_not_attempted(capsys):
+    assert ch01.check_noising_step_batch(stub) is False
+    assert ch01.check_skip_ahead(stub) is False
+    assert ch01.check_first_snr_below_one(...) is False
+    assert ch01.check_first_snr_below_one(None) is False
+    assert capsys.readouterr().out.count("not attempted yet") == 4
+
+
+def test_reference_solutions_pass(capsys):
+    assert ch01.check_noising_step_batch(ch01.solution_noising_step_batch) is True
+    assert ch01.check_skip_ahead(ch01.solution_skip_ahead) is True
+    assert ch01.check_first_snr_below_one(ch01.SOLUTION_1_3) is True
+    assert ch01.check_first_snr_below_one(torch.tensor(ch01.SOLUTION_1_3)) is True  # a 0-d tensor is fine
+    assert capsys.readouterr().out.count("correct!") == 4
+
+
+def test_solution_1_3_is_where_alpha_bar_crosses_one_half():
+    from diffedu.schedules import make_schedule
+
+    alpha_bar = make_schedule("linear").alpha_bar
+    t = ch01.SOLUTION_1_3
+    assert alpha_bar[t - 1] >= 0.5 > alpha_bar[t]
+
+
+# Exercise 1.1: typical wrong answers and the hint each must get.
+STEP_MISTAKES = {
+    "variances instead of standard deviations": (
+        lambda x, t, eps, b: column(1 - b[t]) * x + column(b[t]) * eps,
+        "standard deviations",
+    ),
+    "no shrink (a random walk)": (
+        lambda x, t, eps, b: x + column(b[t]).sqrt() * eps,
+        r"shrink x_\{t-1\} by sqrt\(alpha_t\)",
+    ),
+    "coefficients swapped": (
+        lambda x, t, eps, b: column(b[t]).sqrt() * x + column(1 - b[t]).sqrt() * eps,
+        "swapped",
+    ),
+    "alpha_bar instead of alpha": (
+        lambda x, t, eps, b: column(torch.cumprod(1 - b, 0)[t]).sqrt() * x
+        + column(1 - torch.cumprod(1 - b, 0)[t]).sqrt() * eps,
+        "alpha_bar_t is for the jump from x_0",
+    ),
+    "betas[t - 1]": (
+        lambda x, t, eps, b: column(1 - b[t - 1]).sqrt() * x + column(b[t - 1]).sqrt() * eps,
+        "off by one",
+    ),
+    "betas[t + 1]": (
+        lambda x, t, eps, b: column(1 - b[t + 1]).sqrt() * x + column(b[t + 1]).sqrt() * eps,
+        "IndexError.*no \\+1",
+    ),
+    "no reshape to (B, 1, 1, 1)": (
+        lambda x, t, eps, b: (1 - b[t]).sqrt() * x + b[t].sqrt() * eps,
+        r"broadcasting error.*\(B, 1, 1, 1\)",
+    ),
+    "forgot return": (lambda x, t, eps, b: None, "forget `return x_t`"),
+    "one beta for the whole batch": (
+        lambda x, t, eps, b: (1 - b[t[0]]).sqrt() * x + b[t[0]].sqrt() * eps,
+        r"one alpha_t per image",
+    ),
+}
+
+
+@pytest.mark.parametrize("wrong, hint", STEP_MISTAKES.values(), ids=STEP_MISTAKES.keys())
+def test_noising_step_mistakes_get_their_hint(wrong, hint):
+    with pytest.raises(ExerciseError, match=hint):
+        ch01.check_noising_step_batch(wrong)
+
+
+def _keep(alpha_bar, s, t):
+    return alpha_bar[t] / (alpha_bar[s] if s >= 0 else 1.0)
+
+
+# Exercise 1.2
+SKIP_MISTAKES = {
+    "ignores s (jumps from x_0)": (
+        lambda x, s, t, eps, ab: ab[t].sqrt() * x + (1 - ab[t]).sqrt() * eps,
+        r"q\(x_t \| x_0\)",
+    ),
+    "alpha_bar[-1] for s = -1": (
+        lambda x, s, t, eps, ab: (ab[t] / ab[s]).sqrt() * x + (1 - ab[t] / ab[s]).sqrt() * eps,
+        r"alpha_bar\[-1\] is the LAST entry",
+    ),
+    "no square roots": (
+        lambda x, s, t, eps, ab: _keep(ab, s, t) * x + (1 - _keep(ab, s, t)) * eps,
+        "take square roots",
+    ),
+    "noise variance 1 - alpha_bar_t": (
+        lambda x, s, t, eps, ab: _keep(ab, s, t).sqrt() * x + (1 - ab[t]).sqrt() * eps,
+        "only the remaining steps add new noise",
+    ),
+    "ratio from alpha_bar_{s-1}": (
+        lambda x, s, t, eps, ab: _keep(ab, s - 1, t).sqrt() * x + (1 - _keep(ab, s - 1, t)).sqrt() * eps,
+        "AFTER step s",
+    ),
+    "ratio inverted": (
+        lambda x, s, t, eps, ab: (1 / _keep(ab, s, t)).sqrt() * x + (1 - 1 / _keep(ab, s, t)).sqrt() * eps,
+        "NaN or inf",
+    ),
+    "something else": (
+        lambda x, s, t, eps, ab: 0.5 * x + 0.5 * eps,
+        r"for s = 99, t = 499.*alpha_bar_t / alpha_bar_s",
+    ),
+}
+
+
+@pytest.mark.parametrize("wrong, hint", SKIP_MISTAKES.values(), ids=SKIP_MISTAKES.keys())
+def test_skip_ahead_mistakes_get_their_hint(wrong, hint):
+    with pytest.raises(ExerciseError, match=hint):
+        ch01.check_skip_ahead(wrong)
+
+
+@pytest.mark.parametrize(
+    "answer, hint",
+    [
+        (ch01.SOLUTION_1_3 + 1, "counts from 1"),
+        (ch01.SOLUTION_1_3 - 1, "still .* not below 1"),
+        (10, "still .* not below 1"),
+        (700, "not the first"),
+        (496, "cosine"),
+        (1000, "from 0 to 999"),
+        (259.5, "whole number"),
+        ("259", "whole number"),
+        (True, "whole number"),
+        (torch.tensor([259, 260]), "one timestep"),
+    ],
+)
+def test_snr_answer_mistakes_get_their_hint(answer, hint):
+    with pytest.raises(ExerciseError, match=hint):
+        ch01.check_first_snr_below_one(answer)
