@@ -48,6 +48,8 @@ def sync_install_cells(chapters: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        sys.exit("usage: python -m diffedu.colab   (rewrites the first code cell of every chapter to INSTALL_CELL)")
     root = Path(__file__).resolve().parent.parent
     for changed_path in sync_install_cells(root / "chapters"):
         print(f"updated {changed_path}")

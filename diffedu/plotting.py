@@ -58,13 +58,14 @@ def show_noising(x0: torch.Tensor, schedule: NoiseSchedule, timesteps: Sequence[
     fig, axes = plt.subplots(1, len(timesteps), figsize=(1.6 * len(timesteps), 1.6 * x0.shape[0] ** 0.5 + 0.6))
     for ax, t in zip(np.atleast_1d(axes), timesteps):
         x_t = q_sample(x0, int(t), noise, schedule)
-        show_images(x_t, nrow=1, ax=ax, title=f"t = {t}\nalpha_bar = {schedule.alpha_bar[t]:.3f}")
+        show_images(x_t, nrow=1, ax=ax)
+        ax.set_title(f"t = {t}\nalpha_bar = {schedule.alpha_bar[t]:.3f}", fontsize="small")
     fig.tight_layout()
     return fig
 
 
 def plot_schedules(schedules: Sequence[NoiseSchedule]):
-    """alpha_bar_t and log SNR(t) of several schedules side by side (chapter 01, Figure 1.2)."""
+    """alpha_bar and log SNR against the timestep for several schedules side by side (chapter 01)."""
     fig, (ax_bar, ax_snr) = plt.subplots(1, 2, figsize=(10, 3.5))
     for schedule in schedules:
         steps = np.arange(schedule.num_steps)

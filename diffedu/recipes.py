@@ -39,8 +39,8 @@ class DiffusionSettings:
     label_drop: float = 0.1  # fraction of labels replaced by the null class, for guidance
 
 
-MNIST_UNET_MODEL = UNetConfig()
-MNIST_UNET_TRAIN = TrainConfig(steps=6000, batch_size=128, lr=2e-3, warmup_steps=200, time_budget_minutes=28)
+MNIST_UNET_MODEL = UNetConfig(patch_size=2, base_channels=32, channel_mults=(1, 2))
+MNIST_UNET_TRAIN = TrainConfig(steps=4000, batch_size=64, lr=2e-3, warmup_steps=200, ema_decay=0.995, time_budget_minutes=29)
 MNIST_UNET_DIFFUSION = DiffusionSettings()
 MNIST_CLASSIFIER_TRAIN = TrainConfig(steps=1500, batch_size=128, lr=2e-3, warmup_steps=100, ema_decay=0.999, checkpoint_every=500)
 

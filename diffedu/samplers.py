@@ -1,6 +1,7 @@
 """The reverse process: DDPM and DDIM steps and sampling loops (chapter 02).
 
-Notation (chapter 02; t is 0-indexed, and alpha_bar_{-1} = 1):
+Notation (chapter 02). Here t is the code timestep, 0..T-1 (the paper's t + 1; see
+schedules.py), subscripts are code indices, and alpha_bar_{-1} = 1 (clean data):
 
     x_t          noisy sample at step t                           (B, ...)
     eps          the noise a model predicts, eps_theta(x_t, t)    (B, ...)

@@ -1,11 +1,14 @@
 """Noise schedules and the forward process q(x_t | x_0) (chapter 01).
 
-Notation (0-indexed as in diffusers; the paper's t = 1..T is t = 0..T-1 here):
+Timesteps. The chapters write equations with the papers' numbering t = 1..T (x_0 is clean
+data, alpha_bar_0 = 1). Arrays here are 0-indexed, as in diffusers: the code timestep
+k = t - 1. In this file's docstrings subscripts are code indices (alpha_bar_k = alpha_bar[k],
+the paper's alpha_bar_{k+1}), and index -1 means clean data (alpha_bar = 1).
 
-    betas[t]      beta_t        variance added at step t                       eq. (1.1)
-    alphas[t]     alpha_t       1 - beta_t
-    alpha_bar[t]  alpha_bar_t   prod_{s <= t} alpha_s                          eq. (1.4)
-    snr[t]        SNR(t)        alpha_bar_t / (1 - alpha_bar_t)                eq. (1.6)
+    betas[k]      beta          variance of the noise added by step k          eq. (1.1)
+    alphas[k]     alpha         1 - beta: the fraction of the variance kept
+    alpha_bar[k]  alpha_bar     product of alphas[0..k]                        eq. (1.4)
+    snr[k]        SNR           alpha_bar / (1 - alpha_bar)                    eq. (1.6)
 
 and, for the reverse process of chapter 02, the constants of q(x_{t-1} | x_t, x_0):
 
@@ -30,7 +33,8 @@ SCHEDULE_NAMES = ("linear", "cosine")
 
 
 def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """beta_t evenly spaced from beta_start to beta_end (Ho et al. 2020, section 4). float64."""
+    """betas evenly spaced from beta_start to beta_end (Ho et al. 2020, section 4), the
+    variances of eq. (1.1). float64."""
     if not 0 < beta_start <= beta_end < 1:
         raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start} and {beta_end}")
     # Ho et al. chose their betas for T = 1000; scaling by 1000 / T keeps the same total
@@ -40,14 +44,15 @@ def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: floa
 
 
 def cosine_alpha_bar(t_fraction: torch.Tensor, offset: float = 0.008) -> torch.Tensor:
-    """f(t) = cos^2(((t/T + s) / (1 + s)) * pi/2), the cosine schedule's alpha_bar before
-    normalisation (Nichol & Dhariwal 2021, eq. 17)."""
+    """f(t) = cos^2(((t/T + s) / (1 + s)) * pi/2) with s = offset, the cosine schedule's
+    alpha_bar before normalisation, eq. (1.7) (Nichol & Dhariwal 2021, eq. 17)."""
     return torch.cos((t_fraction + offset) / (1 + offset) * math.pi / 2) ** 2
 
 
 def cosine_betas(num_steps: int = 1000, max_beta: float = 0.999) -> torch.Tensor:
-    """beta_t = 1 - alpha_bar_t / alpha_bar_{t-1} for the cosine alpha_bar, clipped at
-    max_beta to avoid a singularity at the end (Nichol & Dhariwal 2021, eq. 17). float64."""
+    """beta_t = 1 - alpha_bar_t / alpha_bar_{t-1} for the cosine alpha_bar_t = f(t) / f(0) of
+    eq. (1.7), clipped at max_beta to avoid a singularity at the end (Nichol & Dhariwal
+    2021, section 3.2). float64."""
     steps = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
     f = cosine_alpha_bar(steps)
     return torch.clamp(1 - f[1:] / f[:-1], max=max_beta)

@@ -25,7 +25,7 @@ from diffedu.models.time_embedding import timestep_embedding
 
 @dataclass
 class UNetConfig:
-    """Shape of the UNet. The defaults are the course's shipped MNIST model."""
+    """Shape of the UNet (the course's shipped model is diffedu.recipes.MNIST_UNET_MODEL)."""
 
     image_channels: int = 1
     image_size: int = 28

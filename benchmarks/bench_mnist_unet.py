@@ -1,0 +1,93 @@
+"""Benchmark of the shipped chapter-03 UNet (not part of the test suite).
+
+Prints training throughput (images/s), sampling time per image for DDPM (1000 steps) and
+DDIM (50/20/10 steps), FID of the samples (classifier features, vs the MNIST test set) at
+each, and conditional accuracy with and without guidance.
+
+    python benchmarks/bench_mnist_unet.py                 # everything, 1,000 samples each
+    python benchmarks/bench_mnist_unet.py --ddpm-n 200    # fewer DDPM samples (1000 steps are slow)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from diffedu.checkpoints import hardware_description
+from diffedu.data import load_mnist
+from diffedu.metrics import accuracy, fid, load_classifier
+from diffedu.recipes import MNIST_UNET_TRAIN, diffusion_loss_fn, load_mnist_unet, sample_unet
+from diffedu.recipes import DiffusionSettings
+
+
+def training_throughput(model, schedule, settings: DiffusionSettings, batch_size: int, steps: int = 20) -> float:
+    """Images per second of full training steps (forward, backward, AdamW) on random batches."""
+    data = load_mnist("train", subset=batch_size * 4)
+    loss_fn = diffusion_loss_fn(schedule, settings)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    for i in range(steps + 3):
+        if i == 3:  # warm-up steps excluded
+            start = time.perf_counter()
+        index = torch.randint(0, len(data), (batch_size,), generator=generator)
+        loss = loss_fn(model, [data.images[index], data.labels[index]], generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="samples per DDIM setting (default 1000)")
+    parser.add_argument("--ddpm-n", type=int, default=1000, help="samples for DDPM 1000 steps (default 1000; slow)")
+    parser.add_argument("--guidance", type=float, default=2.0, help="guidance scale for the guided rows")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model, schedule, card = load_mnist_unet()
+    settings = DiffusionSettings(**card["model_config"]["diffusion"])
+    classifier = load_classifier()
+    test_images = load_mnist("test").images
+    results = {"hardware": hardware_description(), "rows": []}
+
+    ips = training_throughput(load_mnist_unet()[0], schedule, settings, MNIST_UNET_TRAIN.batch_size)
+    results["training_images_per_second"] = round(ips, 1)
+    print(f"training throughput: {ips:.0f} images/s (batch {MNIST_UNET_TRAIN.batch_size})")
+    n_real = max(args.n, args.ddpm_n)
+    results["fid_real_vs_real"] = round(fid(classifier, test_images[:n_real], test_images[n_real: 2 * n_real]), 3)
+    print(f"FID real vs real ({n_real} vs {n_real}): {results['fid_real_vs_real']}")
+
+    settings_to_run = [("ddpm", 1000, args.ddpm_n), ("ddim", 50, args.n), ("ddim", 20, args.n), ("ddim", 10, args.n)]
+    print(f"{'sampler':>10} {'guidance':>8} {'n':>5} {'s/image':>8} {'total s':>8} {'FID':>7} {'accuracy':>8}")
+    for sampler, steps, n in settings_to_run:
+        if n <= 0:
+            continue
+        labels = torch.arange(n) % 10
+        for guidance in (1.0, args.guidance):
+            start = time.perf_counter()
+            images = sample_unet(model, schedule, n, sampler, steps, seed=0, labels=labels, guidance=guidance, progress=False)
+            seconds = time.perf_counter() - start
+            row = {
+                "sampler": f"{sampler}{steps}", "guidance": guidance, "n": n,
+                "seconds_per_image": round(seconds / n, 4), "seconds_total": round(seconds, 1),
+                "fid": round(fid(classifier, images, test_images[:n]), 3),
+                "accuracy": round(accuracy(classifier, images, labels), 4),
+            }
+            results["rows"].append(row)
+            print(f"{row['sampler']:>10} {guidance:>8} {n:>5} {row['seconds_per_image']:>8} {row['seconds_total']:>8} {row['fid']:>7} {row['accuracy']:>8}", flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
