@@ -36,7 +36,7 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
 def check_timesteps(t: torch.Tensor | int, num_steps: int, batch_size: int | None = None) -> torch.Tensor:
     """Turn `t` into a long tensor and check that 0 <= t < num_steps (and its batch size).
 
-    Timesteps are 0-indexed, as in diffusers: the paper's t = 1..T is t = 0..T-1 here.
+    Code timesteps are 0-indexed, as in diffusers: code t is the paper's t + 1.
     """
     t = torch.as_tensor(t)
     if t.is_floating_point() or t.is_complex():
@@ -47,7 +47,7 @@ def check_timesteps(t: torch.Tensor | int, num_steps: int, batch_size: int | Non
         bad = t.min().item() if t.min() < 0 else t.max().item()
         raise ValueError(
             f"t must be in [0, {num_steps - 1}], got {bad}: timesteps index alpha_bar, "
-            f"which has {num_steps} entries (the paper's t = 1..T is t = 0..T-1 here)"
+            f"which has {num_steps} entries (code timestep t is the paper's t + 1)"
         )
     if batch_size is not None and t.ndim == 1 and t.shape[0] not in (1, batch_size):
         raise ValueError(f"t must have one timestep per sample ({batch_size}), got {t.shape[0]}")

@@ -52,14 +52,14 @@ def show_images(images, nrow: int = 8, title: str | None = None, ax=None, scale:
 
 
 def show_noising(x0: torch.Tensor, schedule: NoiseSchedule, timesteps: Sequence[int], noise: torch.Tensor):
-    """One row per image of x0 (N, 1, H, W), one column per timestep: x_t from eq. (1.5)."""
+    """One row per image of x0 (N, 1, H, W), one column per code timestep k: x_{k+1} from eq. (1.5)."""
     from diffedu.schedules import q_sample
 
     fig, axes = plt.subplots(1, len(timesteps), figsize=(1.6 * len(timesteps), 1.6 * x0.shape[0] ** 0.5 + 0.6))
     for ax, t in zip(np.atleast_1d(axes), timesteps):
         x_t = q_sample(x0, int(t), noise, schedule)
         show_images(x_t, nrow=1, ax=ax)
-        ax.set_title(f"t = {t}\nalpha_bar = {schedule.alpha_bar[t]:.3f}", fontsize="small")
+        ax.set_title(f"code k = {t}\nalpha_bar = {schedule.alpha_bar[t]:.3f}", fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -71,8 +71,8 @@ def plot_schedules(schedules: Sequence[NoiseSchedule]):
         steps = np.arange(schedule.num_steps)
         ax_bar.plot(steps, schedule.alpha_bar.cpu().numpy(), label=schedule.name)
         ax_snr.plot(steps, np.log(schedule.snr.double().cpu().numpy()), label=schedule.name)
-    ax_bar.set(xlabel="t", ylabel="alpha_bar_t", title="signal kept: alpha_bar_t")
-    ax_snr.set(xlabel="t", ylabel="log SNR(t)", title="log signal-to-noise ratio")
+    ax_bar.set(xlabel="code timestep k (paper t = k + 1)", ylabel="alpha_bar", title="fraction of the signal's variance left")
+    ax_snr.set(xlabel="code timestep k (paper t = k + 1)", ylabel="log SNR", title="log signal-to-noise ratio")
     for ax in (ax_bar, ax_snr):
         ax.grid(alpha=0.3)
         ax.legend()

@@ -58,8 +58,8 @@ def noise_explorer(x0: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tenso
 
     def draw(t: int):
         x_t = q_sample(x0, t, noise, schedule)
-        show_images(x_t, nrow=x0.shape[0], title=f"t = {t}, alpha_bar = {schedule.alpha_bar[t]:.4f}, SNR = {schedule.snr[t]:.3g}")
+        show_images(x_t, nrow=x0.shape[0], title=f"code k = {t} (paper t = {t + 1}), alpha_bar = {schedule.alpha_bar[t]:.4f}, SNR = {schedule.snr[t]:.3g}")
         plt.show()
 
-    slider = widgets.IntSlider(value=0, min=0, max=schedule.num_steps - 1, step=1, description="t", continuous_update=False)
+    slider = widgets.IntSlider(value=0, min=0, max=schedule.num_steps - 1, step=1, description="code k", continuous_update=False)
     return widgets.interact(draw, t=slider)

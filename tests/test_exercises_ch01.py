@@ -35,44 +35,44 @@ def test_solution_1_3_is_where_alpha_bar_crosses_one_half():
     from diffedu.schedules import make_schedule
 
     alpha_bar = make_schedule("linear").alpha_bar
-    t = ch01.SOLUTION_1_3
-    assert alpha_bar[t - 1] >= 0.5 > alpha_bar[t]
+    k = ch01.SOLUTION_1_3  # a code index
+    assert alpha_bar[k - 1] >= 0.5 > alpha_bar[k]
 
 
 # Exercise 1.1: typical wrong answers and the hint each must get.
 STEP_MISTAKES = {
     "variances instead of standard deviations": (
-        lambda x, t, eps, b: column(1 - b[t]) * x + column(b[t]) * eps,
+        lambda x, k, eps, b: column(1 - b[k]) * x + column(b[k]) * eps,
         "standard deviations",
     ),
     "no shrink (a random walk)": (
-        lambda x, t, eps, b: x + column(b[t]).sqrt() * eps,
+        lambda x, k, eps, b: x + column(b[k]).sqrt() * eps,
         r"shrink x_\{t-1\} by sqrt\(alpha_t\)",
     ),
     "coefficients swapped": (
-        lambda x, t, eps, b: column(b[t]).sqrt() * x + column(1 - b[t]).sqrt() * eps,
+        lambda x, k, eps, b: column(b[k]).sqrt() * x + column(1 - b[k]).sqrt() * eps,
         "swapped",
     ),
     "alpha_bar instead of alpha": (
-        lambda x, t, eps, b: column(torch.cumprod(1 - b, 0)[t]).sqrt() * x
-        + column(1 - torch.cumprod(1 - b, 0)[t]).sqrt() * eps,
+        lambda x, k, eps, b: column(torch.cumprod(1 - b, 0)[k]).sqrt() * x
+        + column(1 - torch.cumprod(1 - b, 0)[k]).sqrt() * eps,
         "alpha_bar_t is for the jump from x_0",
     ),
-    "betas[t - 1]": (
-        lambda x, t, eps, b: column(1 - b[t - 1]).sqrt() * x + column(b[t - 1]).sqrt() * eps,
+    "betas[k - 1]": (
+        lambda x, k, eps, b: column(1 - b[k - 1]).sqrt() * x + column(b[k - 1]).sqrt() * eps,
         "off by one",
     ),
-    "betas[t + 1]": (
-        lambda x, t, eps, b: column(1 - b[t + 1]).sqrt() * x + column(b[t + 1]).sqrt() * eps,
+    "betas[k + 1]": (
+        lambda x, k, eps, b: column(1 - b[k + 1]).sqrt() * x + column(b[k + 1]).sqrt() * eps,
         "IndexError.*no \\+1",
     ),
     "no reshape to (B, 1, 1, 1)": (
-        lambda x, t, eps, b: (1 - b[t]).sqrt() * x + b[t].sqrt() * eps,
+        lambda x, k, eps, b: (1 - b[k]).sqrt() * x + b[k].sqrt() * eps,
         r"broadcasting error.*\(B, 1, 1, 1\)",
     ),
-    "forgot return": (lambda x, t, eps, b: None, "forget `return x_t`"),
+    "forgot return": (lambda x, k, eps, b: None, "forget `return x_t`"),
     "one beta for the whole batch": (
-        lambda x, t, eps, b: (1 - b[t[0]]).sqrt() * x + b[t[0]].sqrt() * eps,
+        lambda x, k, eps, b: (1 - b[k[0]]).sqrt() * x + b[k[0]].sqrt() * eps,
         r"one alpha_t per image",
     ),
 }
@@ -84,39 +84,39 @@ def test_noising_step_mistakes_get_their_hint(wrong, hint):
         ch01.check_noising_step_batch(wrong)
 
 
-def _keep(alpha_bar, s, t):
-    return alpha_bar[t] / (alpha_bar[s] if s >= 0 else 1.0)
+def _keep(alpha_bar, k_from, k_to):
+    return alpha_bar[k_to] / (alpha_bar[k_from] if k_from >= 0 else 1.0)
 
 
 # Exercise 1.2
 SKIP_MISTAKES = {
-    "ignores s (jumps from x_0)": (
-        lambda x, s, t, eps, ab: ab[t].sqrt() * x + (1 - ab[t]).sqrt() * eps,
+    "ignores k_from (jumps from x_0)": (
+        lambda x, k_from, k_to, eps, ab: ab[k_to].sqrt() * x + (1 - ab[k_to]).sqrt() * eps,
         r"q\(x_t \| x_0\)",
     ),
-    "alpha_bar[-1] for s = -1": (
-        lambda x, s, t, eps, ab: (ab[t] / ab[s]).sqrt() * x + (1 - ab[t] / ab[s]).sqrt() * eps,
+    "alpha_bar[-1] for k_from = -1": (
+        lambda x, k_from, k_to, eps, ab: (ab[k_to] / ab[k_from]).sqrt() * x + (1 - ab[k_to] / ab[k_from]).sqrt() * eps,
         r"alpha_bar\[-1\] is the LAST entry",
     ),
     "no square roots": (
-        lambda x, s, t, eps, ab: _keep(ab, s, t) * x + (1 - _keep(ab, s, t)) * eps,
+        lambda x, k_from, k_to, eps, ab: _keep(ab, k_from, k_to) * x + (1 - _keep(ab, k_from, k_to)) * eps,
         "take square roots",
     ),
     "noise variance 1 - alpha_bar_t": (
-        lambda x, s, t, eps, ab: _keep(ab, s, t).sqrt() * x + (1 - ab[t]).sqrt() * eps,
+        lambda x, k_from, k_to, eps, ab: _keep(ab, k_from, k_to).sqrt() * x + (1 - ab[k_to]).sqrt() * eps,
         "only the remaining steps add new noise",
     ),
-    "ratio from alpha_bar_{s-1}": (
-        lambda x, s, t, eps, ab: _keep(ab, s - 1, t).sqrt() * x + (1 - _keep(ab, s - 1, t)).sqrt() * eps,
-        "AFTER step s",
+    "ratio from alpha_bar[k_from - 1]": (
+        lambda x, k_from, k_to, eps, ab: _keep(ab, k_from - 1, k_to).sqrt() * x + (1 - _keep(ab, k_from - 1, k_to)).sqrt() * eps,
+        "AFTER code step k_from",
     ),
     "ratio inverted": (
-        lambda x, s, t, eps, ab: (1 / _keep(ab, s, t)).sqrt() * x + (1 - 1 / _keep(ab, s, t)).sqrt() * eps,
+        lambda x, k_from, k_to, eps, ab: (1 / _keep(ab, k_from, k_to)).sqrt() * x + (1 - 1 / _keep(ab, k_from, k_to)).sqrt() * eps,
         "NaN or inf",
     ),
     "something else": (
-        lambda x, s, t, eps, ab: 0.5 * x + 0.5 * eps,
-        r"for s = 99, t = 499.*alpha_bar_t / alpha_bar_s",
+        lambda x, k_from, k_to, eps, ab: 0.5 * x + 0.5 * eps,
+        r"for k_from = 99, k_to = 499.*alpha_bar\[k_to\] / alpha_bar\[k_from\]",
     ),
 }
 

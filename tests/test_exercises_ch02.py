@@ -49,7 +49,7 @@ def _alpha_bars(betas):
         (lambda betas: (1 - _alpha_bars(betas)[0]) / (1 - _alpha_bars(betas)[1]) * betas, "upside down"),
         (
             lambda betas: (1 - torch.roll(_alpha_bars(betas)[0], 1)) / (1 - _alpha_bars(betas)[0]) * betas,
-            r"alpha_bar_\{-1\} = 1",
+            "alpha_bar_0 = 1, so beta_tilde_1 = 0",
         ),
         (lambda betas: (1 - _alpha_bars(betas)[1]) / (1 - _alpha_bars(betas)[0]) * betas.sqrt(), "not quite"),
         (lambda betas: None, "returned None"),

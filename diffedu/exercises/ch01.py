@@ -1,8 +1,12 @@
 """Exercises of chapter 01 (the forward process). See diffedu/exercises/__init__.py for how
 checkers work.
 
-Timesteps are 0-indexed as in the library: betas[t] is the noise added at step t, and
-alpha_bar[t] is the signal kept after steps 0..t (alpha_bar_{-1} = 1 means "no step yet").
+Timesteps follow the course convention. Equations (and symbols such as alpha_t, alpha_bar_t)
+use the papers' numbering t = 1..T, with x_0 the clean data and alpha_bar_0 = 1. Code arrays are
+0-indexed: the paper's beta_t and alpha_bar_t are betas[t - 1] and alpha_bar[t - 1], and a code
+timestep k (what library functions such as q_sample take) is the paper's t = k + 1. So betas[k]
+is the variance of the noise added by code step k, and alpha_bar[k] is the fraction of x_0's
+variance left after code steps 0..k. Clean data sits at code index -1, which is NOT alpha_bar[-1].
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ def _call(function, *args) -> torch.Tensor:
         return function(*args)
     except IndexError as error:
         raise ExerciseError(
-            f"your function raised IndexError ({error}). Timesteps run from 0 to T-1 and betas[t] / "
-            "alpha_bar[t] belong to step t itself: no +1 is needed"
+            f"your function raised IndexError ({error}). Code timesteps k run from 0 to T-1, and betas[k] / "
+            "alpha_bar[k] belong to code step k itself (the paper's step k + 1): no +1 is needed"
         ) from error
     except RuntimeError as error:
         if "must match the size" not in str(error):
             raise
         raise ExerciseError(
-            f"a broadcasting error ({error}). betas[t] has shape (B,) but the images (B, 1, H, W): "
+            f"a broadcasting error ({error}). betas[k] has shape (B,) but the images (B, 1, H, W): "
             "reshape the per-image coefficients to (B, 1, 1, 1), e.g. `.reshape(-1, 1, 1, 1)`, "
             "so that each multiplies all pixels of its own image"
         ) from error
@@ -43,21 +47,22 @@ def _call(function, *args) -> torch.Tensor:
 
 @exercise("1.1")
 def check_noising_step_batch(noising_step_batch) -> None:
-    """Exercise 1.1: one step of eq. (1.2) for a batch, image i at its own timestep t[i]:
+    """Exercise 1.1: one step of eq. (1.2) for a batch, image i at its own code step k[i]
+    (the paper's t = k[i] + 1):
 
-    x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps,  alpha_t = 1 - betas[t]
+    x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps,  alpha_t = 1 - betas[k]
     """
     generator = torch.Generator().manual_seed(11)
     x_prev = torch.randn(5, 1, 6, 6, generator=generator)  # (B, C, H, W), B != W on purpose
     noise = torch.randn(5, 1, 6, 6, generator=generator)
-    t = torch.tensor([0, 3, 250, 998, 999])  # (B,)
+    k = torch.tensor([0, 3, 250, 998, 999])  # (B,) code timesteps
     for name in ("linear", "cosine"):
         betas = make_schedule(name).betas
-        output = _call(noising_step_batch, x_prev.clone(), t.clone(), noise.clone(), betas.clone())
+        output = _call(noising_step_batch, x_prev.clone(), k.clone(), noise.clone(), betas.clone())
         result = expect_tensor(output, tuple(x_prev.shape), "x_t")
         alphas = 1 - betas
         alpha_bar = torch.cumprod(alphas.double(), 0).float()
-        beta_t, alpha_t = _as_column(betas[t]), _as_column(alphas[t])  # (B, 1, 1, 1)
+        beta_t, alpha_t = _as_column(betas[k]), _as_column(alphas[k])  # (B, 1, 1, 1) the paper's beta_t, alpha_t with t = k + 1
         expected = alpha_t.sqrt() * x_prev + beta_t.sqrt() * noise
         if _same(result, expected):
             continue
@@ -69,38 +74,39 @@ def check_noising_step_batch(noising_step_batch) -> None:
              "sqrt(1 - alpha_t) = sqrt(beta_t), not the variances alpha_t and beta_t"),
             (x_prev + beta_t.sqrt() * noise,
              "shrink x_{t-1} by sqrt(alpha_t) before adding the noise: without the shrink the variance grows "
-             "by beta_t at every step instead of staying 1 (section 1)"),
+             "by beta_t at every step instead of being pulled towards 1 (section 1)"),
             (beta_t.sqrt() * x_prev + alpha_t.sqrt() * noise,
              "the two coefficients are swapped: x_{t-1} keeps sqrt(alpha_t) = sqrt(1 - beta_t), close to 1, "
              "and the noise gets the small sqrt(beta_t)"),
-            (_as_column(alpha_bar[t]).sqrt() * x_prev + _as_column(1 - alpha_bar[t]).sqrt() * noise,
-             "one step uses alpha_t = 1 - betas[t]; alpha_bar_t is for the jump from x_0 in one go, eq. (1.5)"),
-            (_as_column(alphas[t - 1]).sqrt() * x_prev + _as_column(betas[t - 1]).sqrt() * noise,
-             "off by one: in code, betas[t] is the variance of the noise added at step t itself (0-indexed), "
-             "so use betas[t], not betas[t - 1]"),
+            (_as_column(alpha_bar[k]).sqrt() * x_prev + _as_column(1 - alpha_bar[k]).sqrt() * noise,
+             "one step uses alpha_t = 1 - betas[k]; alpha_bar_t is for the jump from x_0 in one go, eq. (1.5)"),
+            (_as_column(alphas[k - 1]).sqrt() * x_prev + _as_column(betas[k - 1]).sqrt() * noise,
+             "off by one: in code, betas[k] is the variance of the noise added by code step k itself (0-indexed; "
+             "the paper's beta_{k+1}), so use betas[k], not betas[k - 1]"),
         ]
         for candidate, hint in mistakes:
             if _same(result, candidate):
                 raise ExerciseError(f"not quite. Hint: {hint}")
         expect_close(
             result, expected,
-            hint="follow eq. (1.2): x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps with alpha_t = 1 - betas[t], "
+            hint="follow eq. (1.2): x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps with alpha_t = 1 - betas[k], "
             "one alpha_t per image, reshaped to (B, 1, 1, 1)",
         )
 
 
 @exercise("1.2")
 def check_skip_ahead(skip_ahead) -> None:
-    """Exercise 1.2: sample x_t ~ q(x_t | x_s) for -1 <= s < t <= T-1 (0-indexed; s = -1 is x_0):
+    """Exercise 1.2: sample from q(x_t | x_r) in one jump. In code indices: from x after code step
+    k_from to x after code step k_to, -1 <= k_from < k_to <= T-1 (k_from = -1 is the clean x_0):
 
-    x_t = sqrt(alpha_bar_t / alpha_bar_s) x_s + sqrt(1 - alpha_bar_t / alpha_bar_s) eps
+    x_to = sqrt(alpha_bar[k_to] / alpha_bar[k_from]) x_from + sqrt(1 - alpha_bar[k_to] / alpha_bar[k_from]) eps
     """
     schedule = make_schedule("linear")
     alpha_bar = schedule.alpha_bar  # (T,) float32
     last = schedule.num_steps - 1
 
-    def alpha_bar_at(step: int) -> torch.Tensor:
-        return alpha_bar[step] if step >= 0 else torch.ones(())  # alpha_bar_{-1} = 1
+    def alpha_bar_at(k: int) -> torch.Tensor:
+        return alpha_bar[k] if k >= 0 else torch.ones(())  # clean data: the paper's alpha_bar_0 = 1
 
     def jump(x, noise, keep):  # sqrt(keep) x + sqrt(1 - keep) eps, or None where undefined
         if keep is None or not 0 < float(keep) <= 1:
@@ -108,60 +114,68 @@ def check_skip_ahead(skip_ahead) -> None:
         return keep.sqrt() * x + (1 - keep).sqrt() * noise
 
     generator = torch.Generator().manual_seed(12)
-    for s, t in [(99, 499), (0, 999), (249, 250), (-1, 300), (-1, 0)]:
-        x_s = torch.randn(3, 1, 6, 6, generator=generator)
+    for k_from, k_to in [(99, 499), (0, 999), (249, 250), (-1, 300), (-1, 0)]:
+        x_from = torch.randn(3, 1, 6, 6, generator=generator)
         noise = torch.randn(3, 1, 6, 6, generator=generator)
-        result = expect_tensor(_call(skip_ahead, x_s.clone(), s, t, noise.clone(), alpha_bar.clone()), tuple(x_s.shape), "x_t")
-        keep = alpha_bar[t] / alpha_bar_at(s)  # alpha_{s+1} * ... * alpha_t
-        expected = q_sample(x_s, t, noise, schedule) if s == -1 else jump(x_s, noise, keep)
+        output = _call(skip_ahead, x_from.clone(), k_from, k_to, noise.clone(), alpha_bar.clone())
+        result = expect_tensor(output, tuple(x_from.shape), "x_to")
+        keep = alpha_bar[k_to] / alpha_bar_at(k_from)  # alphas[k_from + 1] * ... * alphas[k_to]
+        expected = q_sample(x_from, k_to, noise, schedule) if k_from == -1 else jump(x_from, noise, keep)
         if _same(result, expected):
             continue
-        if s == -1 and (not torch.isfinite(result).all() or _same(result, jump(x_s, noise, alpha_bar[t] / alpha_bar[last]))):
+        if k_from == -1 and (
+            not torch.isfinite(result).all() or _same(result, jump(x_from, noise, alpha_bar[k_to] / alpha_bar[last]))
+        ):
             raise ExerciseError(
-                "not quite for s = -1. Hint: in Python alpha_bar[-1] is the LAST entry (alpha_bar_{T-1}, almost 0), "
-                "not alpha_bar_{-1} = 1. Handle s = -1 on its own: then x_s is the clean x_0 and the answer is eq. (1.5)"
+                "not quite for k_from = -1. Hint: in Python alpha_bar[-1] is the LAST entry (the paper's alpha_bar_T, "
+                "almost 0), not the clean data's alpha_bar_0 = 1. Handle k_from = -1 on its own: then x_from is the "
+                "clean x_0 and the answer is eq. (1.5)"
             )
+        where = f"k_from = {k_from}, k_to = {k_to}"
         if not torch.isfinite(result).all():
             raise ExerciseError(
-                f"your x_t holds NaN or inf for s = {s}, t = {t}: the fraction of signal kept must lie in (0, 1], "
-                "so divide alpha_bar_t by alpha_bar_s, not the other way round"
+                f"your x_to holds NaN or inf for {where}: the fraction of the variance kept must lie in (0, 1], "
+                "so divide alpha_bar[k_to] by alpha_bar[k_from], not the other way round"
             )
         mistakes = [
-            (jump(x_s, noise, alpha_bar[t]),
-             "that is q(x_t | x_0), the jump from clean data. x_s has already been through steps 0..s; only "
-             "steps s+1..t remain, and their alphas multiply to alpha_bar_t / alpha_bar_s"),
-            (keep * x_s + (1 - keep) * noise,
-             "the coefficients are standard deviations: take square roots of alpha_bar_t / alpha_bar_s and of "
-             "1 - alpha_bar_t / alpha_bar_s"),
-            (keep.sqrt() * x_s + (1 - alpha_bar[t]).sqrt() * noise,
-             "the noise variance is 1 - alpha_bar_t / alpha_bar_s: x_s already carries the noise of steps 0..s; "
-             "only the remaining steps add new noise (eq. 1.5 applied to them alone)"),
-            (jump(x_s, noise, alpha_bar[t] / alpha_bar_at(s - 1)) if s >= 1 else None,
-             "off by one: x_s is the sample AFTER step s, so the remaining alphas are alpha_{s+1}..alpha_t, whose "
-             "product is alpha_bar_t / alpha_bar_s (not alpha_bar_t / alpha_bar_{s-1})"),
-            (jump(x_s, noise, alpha_bar[t - 1] / alpha_bar_at(s)) if t >= 1 else None,
-             "off by one: x_t is the sample after step t, so it includes alpha_t: use alpha_bar[t], not alpha_bar[t - 1]"),
+            (jump(x_from, noise, alpha_bar[k_to]),
+             "that is q(x_t | x_0), the jump from clean data. x_from has already been through code steps 0..k_from; "
+             "only code steps k_from+1..k_to remain, and their alphas multiply to alpha_bar[k_to] / alpha_bar[k_from]"),
+            (keep * x_from + (1 - keep) * noise,
+             "the coefficients are standard deviations: take square roots of alpha_bar[k_to] / alpha_bar[k_from] and "
+             "of 1 - alpha_bar[k_to] / alpha_bar[k_from]"),
+            (keep.sqrt() * x_from + (1 - alpha_bar[k_to]).sqrt() * noise,
+             "the noise variance is 1 - alpha_bar[k_to] / alpha_bar[k_from]: x_from already carries the noise of code "
+             "steps 0..k_from; only the remaining steps add new noise (eq. 1.5 applied to them alone)"),
+            (jump(x_from, noise, alpha_bar[k_to] / alpha_bar_at(k_from - 1)) if k_from >= 1 else None,
+             "off by one: x_from is the sample AFTER code step k_from, so the remaining alphas are "
+             "alphas[k_from + 1..k_to], whose product is alpha_bar[k_to] / alpha_bar[k_from] "
+             "(not alpha_bar[k_to] / alpha_bar[k_from - 1])"),
+            (jump(x_from, noise, alpha_bar[k_to - 1] / alpha_bar_at(k_from)) if k_to >= 1 else None,
+             "off by one: the result is the sample after code step k_to, so it includes alphas[k_to]: use "
+             "alpha_bar[k_to], not alpha_bar[k_to - 1]"),
         ]
         for candidate, hint in mistakes:
             if _same(result, candidate):
-                raise ExerciseError(f"not quite for s = {s}, t = {t}. Hint: {hint}")
+                raise ExerciseError(f"not quite for {where}. Hint: {hint}")
         expect_close(
             result, expected,
-            hint=f"for s = {s}, t = {t}: the steps still to apply are s+1..t; by the argument of eq. (1.5) they act "
-            "like one step with alpha = alpha_bar_t / alpha_bar_s",
+            hint=f"for {where}: the steps still to apply are code steps k_from+1..k_to; by the argument of eq. (1.5) "
+            "they act like one step with alpha = alpha_bar[k_to] / alpha_bar[k_from]",
         )
 
 
 @exercise("1.3")
 def check_first_snr_below_one(answer) -> None:
-    """Exercise 1.3: the first (0-indexed) t at which the linear schedule's SNR(t), eq. (1.6), is below 1."""
+    """Exercise 1.3: the first code index k (the paper's t = k + 1) at which the linear schedule's
+    SNR, eq. (1.6), is below 1."""
     require_answer(answer)
     if isinstance(answer, torch.Tensor):
         if answer.numel() != 1:
             raise ExerciseError(f"answer one timestep (an int), got a tensor of shape {tuple(answer.shape)}")
         answer = answer.item()
     if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not float(answer).is_integer():
-        raise ExerciseError(f"a timestep is a whole number such as 17, got {answer!r}")
+        raise ExerciseError(f"a code timestep k is a whole number such as 17, got {answer!r}")
     answer = int(answer)
     snr = make_schedule("linear").snr  # (T,)
     expected = int(torch.nonzero(snr < 1)[0])
@@ -170,20 +184,20 @@ def check_first_snr_below_one(answer) -> None:
     cosine_crossing = int(torch.nonzero(make_schedule("cosine").snr < 1)[0])
     if answer == expected + 1:
         raise ExerciseError(
-            "that is the paper's step number, which counts from 1. In code the first step is t = 0, so "
+            "that is the paper's step number t, which counts from 1. The code index k = t - 1 starts at 0, so "
             "subtract one"
         )
     if answer in (cosine_crossing, cosine_crossing + 1):
         raise ExerciseError("that is where the cosine schedule crosses SNR = 1: use make_schedule('linear')")
     if not 0 <= answer < snr.shape[0]:
-        raise ExerciseError(f"timesteps run from 0 to {snr.shape[0] - 1}, got {answer}")
+        raise ExerciseError(f"code indices k run from 0 to {snr.shape[0] - 1}, got {answer}")
     if answer < expected:
         raise ExerciseError(
-            f"at t = {answer} the SNR is still {snr[answer]:.4g}, not below 1: look later. SNR(t) < 1 exactly "
-            "when alpha_bar_t < 1/2"
+            f"at code index k = {answer} the SNR is still {snr[answer]:.4g}, not below 1: look later. SNR < 1 exactly "
+            "when alpha_bar[k] < 1/2"
         )
     raise ExerciseError(
-        f"at t = {answer} the SNR ({snr[answer]:.4g}) is below 1, but it is not the first such t: look earlier. "
+        f"at code index k = {answer} the SNR ({snr[answer]:.4g}) is below 1, but it is not the first such k: look earlier. "
         "A boolean mask `schedule.snr < 1` and `.nonzero()` (or `.int().argmax()`) find the first True"
     )
 
@@ -191,15 +205,16 @@ def check_first_snr_below_one(answer) -> None:
 # Reference solutions (try first!)
 
 
-def solution_noising_step_batch(x_prev: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-    alpha_t = (1 - betas[t]).reshape(-1, *[1] * (x_prev.ndim - 1))  # (B, 1, 1, 1)
+def solution_noising_step_batch(x_prev: torch.Tensor, k: torch.Tensor, noise: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    alpha_t = (1 - betas[k]).reshape(-1, *[1] * (x_prev.ndim - 1))  # (B, 1, 1, 1) the paper's alpha_t, t = k + 1
     return alpha_t.sqrt() * x_prev + (1 - alpha_t).sqrt() * noise  # eq. (1.2)
 
 
-def solution_skip_ahead(x_s: torch.Tensor, s: int, t: int, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    alpha_bar_s = alpha_bar[s] if s >= 0 else torch.ones((), dtype=alpha_bar.dtype)  # alpha_bar_{-1} = 1
-    keep = alpha_bar[t] / alpha_bar_s  # alpha_{s+1} * ... * alpha_t
-    return keep.sqrt() * x_s + (1 - keep).sqrt() * noise
+def solution_skip_ahead(x_from: torch.Tensor, k_from: int, k_to: int, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    # the paper's r = k_from + 1 and t = k_to + 1; k_from = -1 is clean data, alpha_bar_0 = 1 (not alpha_bar[-1])
+    alpha_bar_from = alpha_bar[k_from] if k_from >= 0 else torch.ones((), dtype=alpha_bar.dtype)
+    keep = alpha_bar[k_to] / alpha_bar_from  # alphas[k_from + 1] * ... * alphas[k_to] = alpha_bar_t / alpha_bar_r
+    return keep.sqrt() * x_from + (1 - keep).sqrt() * noise
 
 
-SOLUTION_1_3 = 259
+SOLUTION_1_3 = 259  # the code index k; the paper's t = 260

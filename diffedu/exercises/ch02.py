@@ -18,7 +18,7 @@ from diffedu.schedules import cosine_betas, linear_betas
 
 def _alpha_bars(betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     alpha_bar = torch.cumprod(1 - betas, dim=0)  # eq. (1.4)
-    alpha_bar_prev = torch.cat([torch.ones(1, dtype=betas.dtype), alpha_bar[:-1]])  # alpha_bar_{-1} = 1
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=betas.dtype), alpha_bar[:-1]])  # alpha_bar_{t-1}; alpha_bar_0 = 1
     return alpha_bar, alpha_bar_prev
 
 
@@ -42,18 +42,18 @@ def check_posterior_variance(posterior_variance) -> None:
                 "q(x_{t-1} | x_t, x_0) is narrower, because knowing x_0 removes uncertainty: multiply beta_t "
                 "by (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)"
             )
-        upside_down = (1 - alpha_bar[1:]) / (1 - alpha_bar_prev[1:]) * betas[1:]  # t = 0 would divide by 0
+        upside_down = (1 - alpha_bar[1:]) / (1 - alpha_bar_prev[1:]) * betas[1:]  # the first step would divide by 0
         if result.shape[0] > 1 and _close(result[1:], upside_down):
             raise ExerciseError("the ratio is upside down: beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t")
         if result.shape[0] > 1 and _close(result[1:], expected[1:]) and not _close(result[:1], expected[:1]):
             raise ExerciseError(
-                f"every step but t = 0 is right (you have {result[0].item():.3g} there). At t = 0 the step before "
-                "is the clean data: alpha_bar_{-1} = 1, so beta_tilde_0 = 0 (torch.roll wraps alpha_bar_{T-1} "
-                "round to the front; use torch.cat([torch.ones(1), alpha_bar[:-1]]) instead)"
+                f"every entry but the first is right (you have {result[0].item():.3g} there). Code index 0 is the "
+                "paper's t = 1, and the step before it is the clean data: alpha_bar_0 = 1, so beta_tilde_1 = 0 "
+                "(torch.roll wraps the last alpha_bar round to the front; use torch.cat([torch.ones(1), alpha_bar[:-1]]))"
             )
         raise ExerciseError(
             "not quite. Build alpha_bar = cumprod(1 - betas) (1.4) and alpha_bar_prev = alpha_bar shifted one "
-            "step later with alpha_bar_{-1} = 1 in front; then beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * betas"
+            "step later, with alpha_bar_0 = 1 in front; then beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * betas"
         )
 
 
@@ -138,7 +138,7 @@ def check_v_to_x0_and_eps(v_to_x0_and_eps) -> None:
 
 def solution_posterior_variance(betas: torch.Tensor) -> torch.Tensor:
     alpha_bar = torch.cumprod(1 - betas, dim=0)  # eq. (1.4)
-    alpha_bar_prev = torch.cat([torch.ones(1, dtype=betas.dtype), alpha_bar[:-1]])  # alpha_bar_{-1} = 1
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=betas.dtype), alpha_bar[:-1]])  # alpha_bar_{t-1}; alpha_bar_0 = 1
     return (1 - alpha_bar_prev) / (1 - alpha_bar) * betas  # eq. (2.3)
 
 
