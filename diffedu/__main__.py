@@ -12,7 +12,7 @@ import torch
 
 from diffedu.checkpoints import CheckpointError
 from diffedu.data import MnistFileError, to_uint8
-from diffedu.recipes import RECIPES, load_mnist_unet, sample_unet, train_recipe
+from diffedu.recipes import RECIPES, evaluate_recipe, load_mnist_unet, sample_unet, train_recipe
 
 SAMPLEABLE = ("mnist-unet",)
 
@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--budget-minutes", type=float, help="stop and save after this many minutes of training")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+
+    evaluate = commands.add_parser("evaluate", help="re-measure a shipped model (FID, accuracy, time) into its model card")
+    evaluate.add_argument("name", choices=SAMPLEABLE, help="which model")
+    evaluate.add_argument("--n", type=int, default=1000, help="samples per measurement (default: 1000)")
+    evaluate.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
 
     sample = commands.add_parser("sample", help="draw samples from a shipped model into an .npz file",
                                  description="Draw samples and write them to an .npz file: `images` uint8 (N, 28, 28) "
@@ -94,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             overrides = {k: v for k, v in {"steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed}.items() if v is not None}
             card = train_recipe(args.name, args.run_dir, args.out, **overrides)
             print(f"done: {card['steps']} steps in {card['wall_time_minutes']} min; model card in {(args.out or 'data/checkpoints')}/{args.name}.json")
+        elif args.command == "evaluate":
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            evaluate_recipe(args.name, args.n)
         else:
             run_sample(args, parser)
     except (CheckpointError, MnistFileError) as error:

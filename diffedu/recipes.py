@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from diffedu.checkpoints import hardware_description, read_checkpoint, save_checkpoint
+from diffedu.checkpoints import checkpoint_paths, hardware_description, read_checkpoint, save_checkpoint
 from diffedu.data import load_mnist
 from diffedu.guidance import guided_noise_predictor
 from diffedu.losses import noise_prediction_loss
@@ -197,6 +197,21 @@ def evaluate_unet(model: UNet, schedule: NoiseSchedule, n: int = 1000, seed: int
     results["fid_real_vs_real"] = round(fid(classifier, test_images[:n], test_images[n: 2 * n]), 3)
     print(json.dumps(results, indent=2))
     return results
+
+
+def evaluate_recipe(name: str, n: int = 1000, folder: Path | None = None) -> dict:
+    """Re-measure a shipped model and write the metrics into its model card."""
+    if name != "mnist-unet":
+        raise ValueError(f"evaluate supports mnist-unet, got {name!r}")
+    model, schedule, card = load_mnist_unet(folder=folder)
+    metrics = evaluate_unet(model, schedule, n=n, seed=0)
+    metrics["measured_with"] = f"python -m diffedu evaluate {name}"
+    metrics["measured_on"] = time.strftime("%Y-%m-%d")
+    metrics["hardware"] = hardware_description()
+    _, card_path = checkpoint_paths(name, folder)
+    card["metrics"] = metrics
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return metrics
 
 
 def train_recipe(name: str, run_dir: Path | None = None, out_folder: Path | None = None, **overrides) -> dict:

@@ -154,7 +154,8 @@ def ddim_step(
         schedule: the noise schedule the model was trained with.
         eta: 0 (deterministic) to 1 (as noisy as DDPM).
         noise: z ~ N(0, I), needed when eta > 0 and t_prev >= 0.
-        clip_x0: clamp pred_x0 to [-clip_x0, clip_x0].
+        clip_x0: clamp pred_x0 to [-clip_x0, clip_x0], and recompute eps from the clipped
+            pred_x0 with eq. (2.4) so that both terms of (2.7) agree.
     """
     check_finite("x_t", x_t)
     check_finite("eps", eps)
@@ -169,7 +170,10 @@ def ddim_step(
     # 1. estimate x_0, eq. (2.4)
     pred_x0 = (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
     if clip_x0 is not None:
-        pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)  # the direction keeps the model's eps
+        pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
+        # point the direction at the clipped x_0 too (diffusers: use_clipped_model_output=True);
+        # keeping the raw eps would pull samples off the data range, badly so with guidance
+        eps = (x_t - alpha_bar.sqrt() * pred_x0) / (1 - alpha_bar).sqrt()
     # 2. the noise level of the jump, eq. (2.8)
     sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
     # 3. point towards x_t ("direction"), then move, eq. (2.7)

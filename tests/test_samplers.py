@@ -90,7 +90,7 @@ def test_ddim_steps_match_diffusers(spacing, eta, clip, dtype):
         x_t, eps = _inputs(i, t, schedule, dtype)
         noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(99 + i), dtype=dtype)
         t_prev = ours_timesteps[i + 1] if i + 1 < len(ours_timesteps) else -1
-        theirs = scheduler.step(eps, t, x_t, eta=eta, variance_noise=noise)
+        theirs = scheduler.step(eps, t, x_t, eta=eta, variance_noise=noise, use_clipped_model_output=clip is not None)
         ours = ddim_step(x_t, t, t_prev, eps, schedule, eta=eta, noise=noise, clip_x0=clip)
         assert torch.allclose(ours.prev_sample, theirs.prev_sample, **CLOSE), t
         assert torch.allclose(ours.pred_x0, theirs.pred_original_sample, **CLOSE), t
