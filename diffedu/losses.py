@@ -36,7 +36,8 @@ def noise_prediction_loss(
     weighting: str = "none",
     min_snr_gamma: float = 5.0,
 ) -> torch.Tensor:
-    """L_simple = E_{t, x_0, eps} || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2.
+    """L_simple = E_{t, x_0, eps} (1/d) || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2,
+    eq. (2.9): the squared error averaged over the d coordinates of a sample.
 
     One Monte-Carlo estimate: t ~ Uniform{0..T-1} and eps ~ N(0, I) per sample, both drawn
     from the CPU `generator`.
