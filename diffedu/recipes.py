@@ -171,8 +171,12 @@ def sample_unet(
     chunks = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
-        chunk_labels = labels[start: start + count] if labels is not None else torch.full((count,), model.null_class) if model.null_class is not None else None
-        predictor = guided_noise_predictor(model, chunk_labels.to(device), guidance) if chunk_labels is not None else model
+        if labels is not None:  # these digits, with guidance w
+            predictor = guided_noise_predictor(model, labels[start: start + count].to(device), guidance)
+        elif model.null_class is not None:  # a conditional model asked for "any digit": the null class
+            predictor = guided_noise_predictor(model, torch.full((count,), model.null_class, device=device), 1.0)
+        else:  # an unconditional model
+            predictor = model
         shape = (count, model.config.image_channels, model.config.image_size, model.config.image_size)
         if sampler == "ddim":
             out = ddim_sample(predictor, shape, schedule, num_steps=steps, generator=generator, device=device, spacing=spacing, clip_x0=1.0, progress=progress)
