@@ -26,6 +26,13 @@ def _same(result: torch.Tensor, candidate: torch.Tensor | None) -> bool:
     return candidate is not None and torch.allclose(result.double(), candidate.double(), atol=1e-5, rtol=1e-4)
 
 
+def _reject_known_mistakes(result: torch.Tensor, mistakes: list, opening: str) -> None:
+    """Raise the hint of the first typical mistake (candidate, hint) the result equals."""
+    for candidate, hint in mistakes:
+        if _same(result, candidate):
+            raise ExerciseError(f"{opening}. Hint: {hint}")
+
+
 def _call(function, *args) -> torch.Tensor:
     """Run the learner's function; turn the two classic indexing/broadcasting crashes into hints."""
     try:
@@ -84,9 +91,7 @@ def check_noising_step_batch(noising_step_batch) -> None:
              "off by one: in code, betas[k] is the variance of the noise added by code step k itself (0-indexed; "
              "the paper's beta_{k+1}), so use betas[k], not betas[k - 1]"),
         ]
-        for candidate, hint in mistakes:
-            if _same(result, candidate):
-                raise ExerciseError(f"not quite. Hint: {hint}")
+        _reject_known_mistakes(result, mistakes, "not quite")
         expect_close(
             result, expected,
             hint="follow eq. (1.2): x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps with alpha_t = 1 - betas[k], "
@@ -155,9 +160,7 @@ def check_skip_ahead(skip_ahead) -> None:
              "off by one: the result is the sample after code step k_to, so it includes alphas[k_to]: use "
              "alpha_bar[k_to], not alpha_bar[k_to - 1]"),
         ]
-        for candidate, hint in mistakes:
-            if _same(result, candidate):
-                raise ExerciseError(f"not quite for {where}. Hint: {hint}")
+        _reject_known_mistakes(result, mistakes, f"not quite for {where}")
         expect_close(
             result, expected,
             hint=f"for {where}: the steps still to apply are code steps k_from+1..k_to; by the argument of eq. (1.5) "
