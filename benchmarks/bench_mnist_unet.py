@@ -22,27 +22,9 @@ import torch
 from diffedu.checkpoints import hardware_description
 from diffedu.data import load_mnist
 from diffedu.metrics import accuracy, fid, load_classifier
-from diffedu.recipes import MNIST_UNET_TRAIN, diffusion_loss_fn, load_mnist_unet, sample_unet
-from diffedu.recipes import DiffusionSettings
+from diffedu.recipes import MNIST_UNET_TRAIN, load_mnist_unet, sample_unet
 
-
-def training_throughput(model, schedule, settings: DiffusionSettings, batch_size: int, steps: int = 20) -> float:
-    """Images per second of full training steps (forward, backward, AdamW) on random batches."""
-    data = load_mnist("train", subset=batch_size * 4)
-    loss_fn = diffusion_loss_fn(schedule, settings)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    for i in range(steps + 3):
-        if i == 3:  # warm-up steps excluded
-            start = time.perf_counter()
-        index = torch.randint(0, len(data), (batch_size,), generator=generator)
-        loss = loss_fn(model, [data.images[index], data.labels[index]], generator)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    return steps * batch_size / (time.perf_counter() - start)
+from bench_cpu_settings import throughput  # the same training-step timing, in the default CPU settings
 
 
 def main() -> None:
@@ -56,13 +38,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model, schedule, card = load_mnist_unet()
-    settings = DiffusionSettings(**card["model_config"]["diffusion"])
+    model, schedule, _ = load_mnist_unet()
     classifier = load_classifier()
     test_images = load_mnist("test").images
     results = {"hardware": hardware_description(), "rows": []}
 
-    ips = training_throughput(load_mnist_unet()[0], schedule, settings, MNIST_UNET_TRAIN.batch_size)
+    ips = throughput(torch.get_num_threads(), channels_last=False, compiled=False, steps=20)
     results["training_images_per_second"] = round(ips, 1)
     print(f"training throughput: {ips:.0f} images/s (batch {MNIST_UNET_TRAIN.batch_size})")
     real_fid = {}

@@ -92,16 +92,14 @@ def run_sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None):  # train and evaluate take --threads
+        torch.set_num_threads(args.threads)
     try:
         if args.command == "train":
-            if args.threads:
-                torch.set_num_threads(args.threads)
             overrides = {k: v for k, v in {"steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed}.items() if v is not None}
             card = train_recipe(args.name, args.run_dir, args.out, **overrides)
             print(f"done: {card['steps']} steps in {card['wall_time_minutes']} min; model card in {(args.out or 'data/checkpoints')}/{args.name}.json")
         elif args.command == "evaluate":
-            if args.threads:
-                torch.set_num_threads(args.threads)
             evaluate_recipe(args.name, args.n)
         else:
             run_sample(args, parser)

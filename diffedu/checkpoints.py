@@ -62,8 +62,14 @@ def save_checkpoint(model: nn.Module, name: str, model_config: dict, card: dict,
     card = {"name": name, "model_config": model_config, **card}
     card["weights_file"] = weights_path.name
     card["weights_bytes"] = weights_path.stat().st_size
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_model_card(name, card, folder)
     return weights_path
+
+
+def write_model_card(name: str, card: dict, folder: Path | None = None) -> None:
+    """Write (or rewrite, e.g. with new metrics) the JSON model card of a named checkpoint."""
+    _, card_path = checkpoint_paths(name, folder)
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def read_checkpoint(name: str, folder: Path | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:

@@ -59,14 +59,12 @@ def _batched(fn, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     return torch.cat([fn(images[i: i + batch_size]) for i in range(0, images.shape[0], batch_size)])
 
 
-@torch.no_grad()
 def classifier_features(classifier: MnistClassifier, images: torch.Tensor) -> torch.Tensor:
     """Features (N, 128) float64 of images (N, 1, 28, 28) in [-1, 1], in batches."""
     device = next(classifier.parameters()).device
     return _batched(lambda x: classifier.features(x.to(device)).double().cpu(), images)
 
 
-@torch.no_grad()
 def predict_labels(classifier: MnistClassifier, images: torch.Tensor) -> torch.Tensor:
     """The classifier's digit (N,) for images (N, 1, 28, 28) in [-1, 1]."""
     device = next(classifier.parameters()).device

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from diffedu.checkpoints import checkpoint_paths, hardware_description, read_checkpoint, save_checkpoint
+from diffedu.checkpoints import hardware_description, read_checkpoint, save_checkpoint, write_model_card
 from diffedu.data import load_mnist
 from diffedu.guidance import guided_noise_predictor
 from diffedu.losses import noise_prediction_loss
@@ -215,9 +215,8 @@ def evaluate_recipe(name: str, n: int = 1000, folder: Path | None = None) -> dic
     metrics["measured_with"] = f"python -m diffedu evaluate {name}"
     metrics["measured_on"] = time.strftime("%Y-%m-%d")
     metrics["hardware"] = hardware_description()
-    _, card_path = checkpoint_paths(name, folder)
     card["metrics"] = metrics
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_model_card(name, card, folder)
     return metrics
 
 
