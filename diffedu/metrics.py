@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from skimage.metrics import structural_similarity
 from torch import nn
 
 from diffedu.checkpoints import read_checkpoint
@@ -125,3 +126,34 @@ def classification_loss(model: MnistClassifier, batch: list[torch.Tensor], gener
     shifts = torch.randint(-2, 3, (2,), generator=generator).tolist()
     images = torch.roll(F.pad(images, (2, 2, 2, 2), value=-1.0), shifts=shifts, dims=(2, 3))[:, :, 2:-2, 2:-2]
     return F.cross_entropy(model(images), labels)
+
+
+# Reconstruction metrics (chapter 04): how close is a reconstruction to its original?
+
+
+def _check_pair(images_a: torch.Tensor, images_b: torch.Tensor) -> None:
+    if images_a.shape != images_b.shape or images_a.ndim != 4:
+        raise ValueError(
+            f"need two image batches of the same shape (B, C, H, W), got {tuple(images_a.shape)} and {tuple(images_b.shape)}"
+        )
+
+
+def psnr(images_a: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image (B,) in dB, eq. (4.6): 10 log10(1 / MSE), with
+    both batches (B, C, H, W) in [-1, 1] mapped to [0, 1] (peak value 1). Identical images
+    give +inf."""
+    _check_pair(images_a, images_b)
+    mse = ((images_a.double() - images_b.double()) / 2).square().flatten(1).mean(1)  # (B,), on [0, 1]
+    return (10 * torch.log10(1 / mse)).float()
+
+
+def ssim(images_a: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
+    """Structural similarity per image (B,), eq. (4.7) (Wang et al. 2004), computed by
+    scikit-image's `structural_similarity` (7 x 7 windows, data range 1) on single-channel
+    images (B, 1, H, W) in [-1, 1] mapped to [0, 1]. 1 means identical."""
+    _check_pair(images_a, images_b)
+    if images_a.shape[1] != 1:
+        raise ValueError(f"ssim expects single-channel images (B, 1, H, W), got {tuple(images_a.shape)}")
+    a = ((images_a[:, 0].double() + 1) / 2).cpu().numpy()
+    b = ((images_b[:, 0].double() + 1) / 2).cpu().numpy()
+    return torch.tensor([structural_similarity(x, y, data_range=1.0) for x, y in zip(a, b)], dtype=torch.float32)

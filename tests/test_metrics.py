@@ -1,11 +1,14 @@
 """FID, accuracy and the classifier: known answers and a library reference (scipy)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy import linalg
+from skimage.metrics import structural_similarity
 
-from diffedu.metrics import MnistClassifier, accuracy, fid_from_features, frechet_distance, gaussian_fit
+from diffedu.metrics import MnistClassifier, accuracy, fid_from_features, frechet_distance, gaussian_fit, psnr, ssim
 
 
 def _scipy_frechet(mu1, cov1, mu2, cov2):
@@ -47,3 +50,28 @@ def test_bad_shapes():
         MnistClassifier().features(torch.zeros(2, 3, 28, 28))
     with pytest.raises(ValueError, match="one label per image"):
         accuracy(MnistClassifier().eval(), torch.zeros(2, 1, 28, 28), torch.zeros(3, dtype=torch.long))
+
+
+def test_psnr_known_values():
+    a = torch.zeros(2, 1, 28, 28)
+    b = a.clone()
+    b[0] += 0.2  # 0.1 on the [0, 1] scale: MSE 0.01, 20 dB
+    b[1, :, :14] += 0.2  # half the pixels: MSE 0.005
+    values = psnr(b, a)
+    assert torch.allclose(values, torch.tensor([20.0, 10 * math.log10(200)]), atol=1e-4)
+    assert torch.isinf(psnr(a, a)).all()
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(a, a[:, :, :27])
+
+
+def test_ssim_identical_noisy_and_library():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 1, 28, 28, generator=gen) * 2 - 1
+    b = (a + 0.5 * torch.randn(3, 1, 28, 28, generator=gen)).clamp(-1, 1)
+    assert torch.allclose(ssim(a, a), torch.ones(3))
+    values = ssim(b, a)
+    assert (values < 0.9).all()
+    expected = structural_similarity(((b[1, 0] + 1) / 2).double().numpy(), ((a[1, 0] + 1) / 2).double().numpy(), data_range=1.0)
+    assert abs(values[1].item() - expected) < 1e-6
+    with pytest.raises(ValueError, match="single-channel"):
+        ssim(torch.zeros(1, 3, 28, 28), torch.zeros(1, 3, 28, 28))
