@@ -129,3 +129,13 @@ def autocast(device: torch.device | str, allow_cpu_bf16: bool = False) -> contex
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until queued GPU work on `device` has finished, so a timer around it measures the
+    work and not just its launch (GPUs run asynchronously). Nothing to do on a CPU."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()

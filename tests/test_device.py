@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffedu.device import autocast, autocast_dtype, get_device, mps_available, randn, seed_everything
+from diffedu.device import autocast, autocast_dtype, get_device, mps_available, randn, seed_everything, synchronize
 from diffedu.fast import fast_or_full, is_fast_mode
 from diffedu.report import environment_report
 
@@ -82,3 +82,12 @@ def test_environment_report_fits_one_screen():
     text = str(environment_report())
     assert "torch" in text and "device" in text and "fast mode" in text
     assert len(text.splitlines()) <= 25
+
+
+def test_synchronize_is_a_no_op_on_cpu_and_waits_on_cuda():
+    synchronize("cpu")  # nothing queued, nothing to wait for
+    if torch.cuda.is_available():
+        x = torch.randn(1000, 1000, device="cuda")
+        x @ x
+        synchronize("cuda")
+        assert torch.cuda.current_stream().query()  # all queued work has finished
