@@ -213,6 +213,15 @@ def _predict(model: NoisePredictor, x: torch.Tensor, t: int) -> torch.Tensor:
     return eps.float()
 
 
+def _start(shape: tuple[int, ...], generator: torch.Generator | None, device, x_init: torch.Tensor | None) -> torch.Tensor:
+    """x_T: the given x_init (checked against `shape`), or fresh noise from the generator."""
+    if x_init is None:
+        return randn(shape, generator, device)
+    if tuple(x_init.shape) != tuple(shape):
+        raise ValueError(f"x_init must have the sample shape {tuple(shape)}, got {tuple(x_init.shape)}")
+    return x_init.to(device)
+
+
 def _capture(out: SampleOutput, t: int, x: torch.Tensor, pred_x0: torch.Tensor) -> None:
     out.timesteps.append(t)
     out.trajectory.append(x.detach().cpu())
@@ -230,6 +239,7 @@ def ddpm_sample(
     clip_x0: float | None = None,
     capture_every: int | None = None,
     progress: bool = True,
+    x_init: torch.Tensor | None = None,
 ) -> SampleOutput:
     """Draw samples with all T DDPM steps (Ho et al. 2020, Algorithm 2).
 
@@ -241,9 +251,10 @@ def ddpm_sample(
             on every device).
         capture_every: keep x_t and pred_x0 every this many steps (and the last) in the output.
         progress: show a progress bar.
+        x_init: start from this x_T (of `shape`) instead of drawing it from the generator.
     """
     schedule = schedule.to(device)
-    x = randn(shape, generator, device)  # x_T ~ N(0, I)
+    x = _start(shape, generator, device, x_init)  # x_T ~ N(0, I)
     out = SampleOutput(samples=x)
     steps = list(reversed(range(schedule.num_steps)))
     for i, t in enumerate(tqdm(steps, desc="DDPM", disable=not progress, leave=False)):
@@ -270,6 +281,7 @@ def ddim_sample(
     clip_x0: float | None = None,
     capture_every: int | None = None,
     progress: bool = True,
+    x_init: torch.Tensor | None = None,
 ) -> SampleOutput:
     """Draw samples with `num_steps` DDIM steps (Song et al. 2021), eq. (2.7).
 
@@ -280,7 +292,7 @@ def ddim_sample(
     """
     schedule = schedule.to(device)
     timesteps = ddim_timesteps(schedule.num_steps, num_steps, spacing)
-    x = randn(shape, generator, device)  # x_T ~ N(0, I)
+    x = _start(shape, generator, device, x_init)  # x_T ~ N(0, I)
     out = SampleOutput(samples=x)
     for i, t in enumerate(tqdm(timesteps, desc=f"DDIM {num_steps}", disable=not progress, leave=False)):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1

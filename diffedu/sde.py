@@ -1,0 +1,210 @@
+"""The continuous-time view (chapter 07): scores, Langevin dynamics and the probability-flow ODE.
+
+    score          grad_x log q_t(x) = -eps(x, t) / sqrt(1 - alpha_bar_t)             eq. (7.2)
+    Langevin       x <- x + (delta / 2) score(x) + sqrt(delta) z,   z ~ N(0, I)        eq. (7.3)
+    PF-ODE         in sigma = sqrt((1 - alpha_bar) / alpha_bar) and x_bar = x / sqrt(alpha_bar):
+                   d x_bar / d sigma = eps(x, t)                                      eq. (7.7)
+
+An Euler step of (7.7) from one timestep to the next is exactly a DDIM step with eta = 0
+(`ode_euler_step`, tested against `samplers.ddim_step`); Heun's method adds a second model
+evaluation per step and is second-order accurate (`probability_flow_sample`, eq. 7.8).
+
+As in samplers.py, t is the code timestep 0..T-1 and a "model" is `model(x_t, t) -> eps`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from diffedu.checks import broadcast_to_batch, check_finite, check_same_shape
+from diffedu.device import randn
+from diffedu.samplers import NoisePredictor, SampleOutput, _alpha_bar_at, _capture, _predict, _start, ddim_timesteps
+from diffedu.schedules import NoiseSchedule
+
+ScoreFunction = Callable[[torch.Tensor], torch.Tensor]
+
+ODE_METHODS = ("euler", "heun")
+
+
+def _alpha_bar_like(alpha_bar: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """alpha_bar (a number or per-sample (B,)) as a tensor that multiplies x, checked to be in (0, 1)."""
+    alpha_bar = torch.as_tensor(alpha_bar, dtype=x.dtype, device=x.device)
+    if (alpha_bar >= 1).any() or (alpha_bar <= 0).any():
+        raise ValueError(f"alpha_bar must be in (0, 1) for eq. (7.2), got {alpha_bar.flatten()[:5].tolist()}: "
+                         "at alpha_bar = 1 there is no noise, and eps says nothing about the score")
+    return broadcast_to_batch(alpha_bar, x) if alpha_bar.ndim == 1 else alpha_bar
+
+
+def score_from_eps(eps: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """The score of the noised data from a noise prediction, eq. (7.2):
+    grad_x log q_t(x) = -eps / sqrt(1 - alpha_bar_t). alpha_bar: a number or one per sample (B,)."""
+    return -eps / (1 - _alpha_bar_like(alpha_bar, eps)).sqrt()
+
+
+def eps_from_score(score: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """Eq. (7.2) solved for eps: the ideal noise prediction -sqrt(1 - alpha_bar) * score."""
+    return -(1 - _alpha_bar_like(alpha_bar, score)).sqrt() * score
+
+
+@torch.no_grad()
+def langevin_sample(
+    score_fn: ScoreFunction,
+    x_init: torch.Tensor,
+    step_size: float,
+    num_steps: int,
+    generator: torch.Generator | None = None,
+    capture_every: int | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Unadjusted Langevin dynamics, eq. (7.3), for `num_steps` steps of size delta = step_size.
+
+    For small delta and many steps the samples follow the density whose score is score_fn,
+    from any start, provided the chain can travel between its modes (see
+    `annealed_langevin_sample` for when it cannot).
+
+    Returns:
+        (samples, trajectory): the final x (x_init's shape) and CPU copies of x every
+        `capture_every` steps (empty if None).
+    """
+    if step_size <= 0 or num_steps < 1:
+        raise ValueError(f"need step_size > 0 and num_steps >= 1, got {step_size} and {num_steps}")
+    x = check_finite("x_init", x_init).clone()
+    trajectory = []
+    for step in range(num_steps):
+        noise = randn(x.shape, generator, x.device).to(x.dtype)
+        x = x + 0.5 * step_size * score_fn(x).to(x.dtype) + math.sqrt(step_size) * noise
+        if capture_every and (step % capture_every == 0 or step == num_steps - 1):
+            trajectory.append(x.cpu())
+    return x, trajectory
+
+
+@torch.no_grad()
+def annealed_langevin_sample(
+    score_at: Callable[[torch.Tensor, float], torch.Tensor],
+    x_init: torch.Tensor,
+    alpha_bars: list[float],
+    steps_per_level: int,
+    step_size: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Annealed Langevin dynamics (Song & Ermon 2019): eq. (7.3) run on the noised densities
+    q_t, noisiest first. At high noise the modes overlap and chains move freely between them;
+    as the noise shrinks they settle in, in the right proportions.
+
+    Level i uses delta_i = step_size * (1 - alpha_bar_i) / (1 - alpha_bar_last): steps in
+    proportion to the noise variance, and `step_size` at the last, least noisy level.
+
+    Args:
+        score_at: score_at(x, alpha_bar) -> grad log q_t(x) at the noise level alpha_bar.
+        alpha_bars: the levels, increasing (noisiest first), each in (0, 1).
+    Returns:
+        samples of q at the last level (close to the data when its noise is small).
+    """
+    if any(not 0 < a < 1 for a in alpha_bars) or list(alpha_bars) != sorted(alpha_bars):
+        raise ValueError("alpha_bars must lie in (0, 1) and increase (noisiest level first)")
+    x = x_init
+    for alpha_bar in alpha_bars:
+        delta = step_size * (1 - alpha_bar) / (1 - alpha_bars[-1])
+        x, _ = langevin_sample(lambda y, a=alpha_bar: score_at(y, a), x, delta, steps_per_level, generator)
+    return x
+
+
+def sigma_of(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """sigma = sqrt((1 - alpha_bar) / alpha_bar), the noise-to-signal ratio of x_t: the time
+    variable of eq. (7.7). It is 0 for clean data (alpha_bar = 1)."""
+    return ((1 - alpha_bar) / alpha_bar).sqrt()
+
+
+def ode_euler_step(x_t: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """One Euler step of the probability-flow ODE (7.7) from timestep t to t_prev < t
+    (t_prev = -1: to clean data):
+
+        x_bar_t = x_t / sqrt(alpha_bar_t),   x_bar_{t'} = x_bar_t + (sigma_{t'} - sigma_t) eps,
+        x_{t'}  = sqrt(alpha_bar_{t'}) x_bar_{t'}
+
+    which is algebraically the same as DDIM with eta = 0, eq. (2.7).
+    """
+    check_finite("x_t", x_t)
+    check_same_shape("x_t", x_t, "eps", eps)
+    if not -1 <= t_prev < t:
+        raise ValueError(f"t_prev must satisfy -1 <= t_prev < t = {t}, got {t_prev}")
+    alpha_bar = _alpha_bar_at(schedule, torch.tensor([t]), x_t)
+    alpha_bar_prev = _alpha_bar_at(schedule, torch.tensor([t_prev]), x_t)
+    x_bar = x_t / alpha_bar.sqrt()
+    x_bar_prev = x_bar + (sigma_of(alpha_bar_prev) - sigma_of(alpha_bar)) * eps
+    return alpha_bar_prev.sqrt() * x_bar_prev
+
+
+def _clipped_eps(x_t: torch.Tensor, t: int, eps: torch.Tensor, schedule: NoiseSchedule, clip_x0: float | None) -> torch.Tensor:
+    """eps recomputed from a clamped pred_x0 (as `ddim_step` does with clip_x0), or eps itself."""
+    if clip_x0 is None:
+        return eps
+    alpha_bar = _alpha_bar_at(schedule, torch.tensor([t]), x_t)
+    pred_x0 = ((x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-clip_x0, clip_x0)
+    return (x_t - alpha_bar.sqrt() * pred_x0) / (1 - alpha_bar).sqrt()
+
+
+@torch.no_grad()
+def probability_flow_sample(
+    model: NoisePredictor,
+    shape: tuple[int, ...],
+    schedule: NoiseSchedule,
+    num_steps: int = 25,
+    method: str = "heun",
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    spacing: str = "trailing",
+    clip_x0: float | None = None,
+    x_init: torch.Tensor | None = None,
+    capture_every: int | None = None,
+    progress: bool = True,
+) -> SampleOutput:
+    """Solve the probability-flow ODE (7.7) from x_T ~ N(0, I) down to clean data.
+
+    method "euler": one model call per step; identical to `ddim_sample` with eta = 0.
+    method "heun": Heun's method, eq. (7.8): an Euler step to t_prev, a second model call
+        there, and the step redone with the average of the two slopes. Two steps stay Euler
+        steps, so N steps cost 2N - 2 model calls (N >= 2):
+        - the last one, to sigma = 0, where the model is not defined;
+        - the first one, from sigma_T (157 for the linear schedule, 20,291 for the cosine
+          one). Up there x_bar grows in proportion to sigma, so the slope is constant except
+          near the small end of the interval; Euler uses the constant slope and is nearly
+          exact, while the trapezoid rule gives the small end's slope half the weight and is
+          badly off (measured in tests/test_sde.py; Karras et al. avoid it with sigma_max = 80).
+
+    Args: as `samplers.ddim_sample`, plus
+        method: "euler" or "heun".
+        clip_x0: clamp pred_x0 at every model call and use the eps that matches it (as DDIM).
+        x_init: start from this x_T instead of drawing it (to compare solvers on one start).
+    Returns:
+        SampleOutput; `timesteps` of the captured states.
+    """
+    if method not in ODE_METHODS:
+        raise ValueError(f"method must be one of {', '.join(ODE_METHODS)}, got {method!r}")
+    schedule = schedule.to(device)
+    timesteps = ddim_timesteps(schedule.num_steps, num_steps, spacing)
+    x = _start(shape, generator, device, x_init)  # x_T ~ N(0, I)
+    out = SampleOutput(samples=x)
+    for i, t in enumerate(tqdm(timesteps, desc=f"PF-ODE {method} {num_steps}", disable=not progress, leave=False)):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        eps = _clipped_eps(x, t, _predict(model, x, t), schedule, clip_x0)
+        x_next = ode_euler_step(x, t, t_prev, eps, schedule)
+        if method == "heun" and i > 0 and t_prev >= 0:
+            eps_next = _clipped_eps(x_next, t_prev, _predict(model, x_next, t_prev), schedule, clip_x0)
+            x_next = ode_euler_step(x, t, t_prev, 0.5 * (eps + eps_next), schedule)  # eq. (7.8)
+        x = x_next
+        if capture_every and (i % capture_every == 0 or t_prev < 0):
+            alpha_bar = _alpha_bar_at(schedule, torch.tensor([t]), x)
+            _capture(out, t, x, (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt())
+    out.samples = x
+    return out
+
+
+def model_calls(method: str, num_steps: int) -> int:
+    """Model evaluations of `probability_flow_sample`: N for Euler/DDIM, 2N - 2 for Heun (N >= 2)."""
+    if method not in ODE_METHODS:
+        raise ValueError(f"method must be one of {', '.join(ODE_METHODS)}, got {method!r}")
+    return num_steps if method == "euler" else max(2 * num_steps - 2, 1)
