@@ -3,29 +3,30 @@
     mnist-classifier   the CNN behind accuracy and FID (diffedu.metrics)
     mnist-unet         the class-conditional UNet of chapter 03, with classifier-free guidance
 
-`python -m diffedu train NAME` runs `train_recipe(NAME)`; the notebooks call the same functions.
+`python -m diffedu train NAME` runs `diffedu.catalog.train_recipe(NAME)`; the notebooks call
+the same functions. Chapter 04's VAE and latent model are in diffedu.latent_recipes.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from diffedu.checkpoints import hardware_description, read_checkpoint, save_checkpoint, write_model_card
+from diffedu.checkpoints import hardware_description, read_checkpoint, save_checkpoint
 from diffedu.data import load_mnist
+from diffedu.device import randn
 from diffedu.guidance import guided_noise_predictor
 from diffedu.losses import noise_prediction_loss
 from diffedu.metrics import MnistClassifier, accuracy, classification_loss, fid, load_classifier
 from diffedu.models.unet import UNet, UNetConfig, count_parameters
 from diffedu.samplers import ddim_sample, ddpm_sample
 from diffedu.schedules import NoiseSchedule, make_schedule
+from diffedu.sde import probability_flow_sample
 from diffedu.train import TrainConfig, train
-
-RECIPES = ("mnist-classifier", "mnist-unet")
 
 
 @dataclass
@@ -62,7 +63,8 @@ def diffusion_loss_fn(schedule: NoiseSchedule, settings: DiffusionSettings):
     return loss_fn
 
 
-def _card(command: str, config: TrainConfig, result, extra: dict) -> dict:
+def model_card(command: str, config: TrainConfig, result, extra: dict) -> dict:
+    """The model card of a finished training run: command, config, time, hardware, plus `extra`."""
     return {
         "command": command,
         "train_config": config.to_dict(),
@@ -86,7 +88,7 @@ def train_mnist_classifier(run_dir: Path, out_folder: Path | None = None, config
     classifier = result.ema.cpu().eval()
     test_accuracy = accuracy(classifier, test_set.images, test_set.labels)
     print(f"test accuracy {test_accuracy:.4f}")
-    card = _card("python -m diffedu train mnist-classifier", config, result, {
+    card = model_card("python -m diffedu train mnist-classifier", config, result, {
         "metrics": {"test_accuracy": round(test_accuracy, 4)},
         "notes": "EMA weights. Used for classifier accuracy of samples and FID on its 128 penultimate features.",
     })
@@ -115,7 +117,7 @@ def train_mnist_unet(
     result = train(model, diffusion_loss_fn(schedule, settings), (train_set.images, train_set.labels), config, run_dir)
     ema = result.ema.cpu().eval()
     metrics = evaluate_unet(ema, schedule, n=1000, seed=0) if evaluate else {}
-    card = _card("python -m diffedu train mnist-unet", config, result, {
+    card = model_card("python -m diffedu train mnist-unet", config, result, {
         "diffusion": settings.__dict__,
         "parameters": count_parameters(ema),
         "metrics": metrics,
@@ -135,6 +137,9 @@ def load_mnist_unet(device: torch.device | str = "cpu", folder: Path | None = No
     return model.to(device).eval(), make_schedule(settings.schedule, settings.num_steps), card
 
 
+SAMPLERS = ("ddim", "heun", "ddpm")
+
+
 @torch.no_grad()
 def sample_unet(
     model: UNet,
@@ -149,25 +154,33 @@ def sample_unet(
     device: torch.device | str | None = None,
     progress: bool = True,
     spacing: str = "trailing",
+    clip_x0: float | None = 1.0,
 ) -> torch.Tensor:
-    """n samples (n, 1, 28, 28) in [-1, 1] from a (conditional) UNet; the same seed gives the
-    same samples on every device.
+    """n samples (n, C, H, W) from a (conditional) UNet, in [-1, 1] for images; the same seed
+    gives the same samples on every device.
 
     Args:
-        sampler: "ddim" (with `steps`) or "ddpm" (all T steps).
+        sampler: "ddim" (with `steps`), "heun" (the probability-flow ODE solved with Heun's
+            method, chapter 07: `steps` steps, 2 * steps - 2 model calls) or "ddpm" (all T steps).
         labels: (n,) digits to draw, or None for unconditional samples.
         guidance: classifier-free guidance scale w, eq. (3.3) (needs labels).
         spacing: DDIM timesteps, "trailing" (default: the first step starts from the noisiest
             code timestep 999, which measured a lower FID here) or "leading".
+        clip_x0: clamp the predicted x_0 at every step, and the result, to +-clip_x0: 1.0 for
+            pixels in [-1, 1]; latent models pass their own bound (latent_recipes.LATENT_CLIP).
     """
-    if sampler not in ("ddim", "ddpm"):
-        raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if labels is not None and labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     if labels is None and guidance != 1.0:
         raise ValueError("guidance needs labels: pass the digits to draw (e.g. --label 7 or --all-labels)")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
+    shape = (model.config.image_channels, model.config.image_size, model.config.image_size)
+    # every x_T in one draw, so that the batch size cannot change them (DDIM and Heun add no
+    # other noise: their samples do not depend on batch_size; DDPM's later noise does)
+    x_init = randn((n, *shape), generator)
     chunks = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
@@ -177,18 +190,27 @@ def sample_unet(
             predictor = guided_noise_predictor(model, torch.full((count,), model.null_class, device=device), 1.0)
         else:  # an unconditional model
             predictor = model
-        shape = (count, model.config.image_channels, model.config.image_size, model.config.image_size)
+        batch_shape, batch_init = (count, *shape), x_init[start: start + count]
         if sampler == "ddim":
-            out = ddim_sample(predictor, shape, schedule, num_steps=steps, generator=generator, device=device, spacing=spacing, clip_x0=1.0, progress=progress)
+            out = ddim_sample(predictor, batch_shape, schedule, num_steps=steps, generator=generator, device=device,
+                              spacing=spacing, clip_x0=clip_x0, progress=progress, x_init=batch_init)
+        elif sampler == "heun":
+            out = probability_flow_sample(predictor, batch_shape, schedule, steps, "heun", generator, device, spacing,
+                                          clip_x0, x_init=batch_init, progress=progress)
         else:
-            out = ddpm_sample(predictor, shape, schedule, generator=generator, device=device, clip_x0=1.0, progress=progress)
-        chunks.append(out.samples.clamp(-1, 1).cpu())
+            out = ddpm_sample(predictor, batch_shape, schedule, generator=generator, device=device, clip_x0=clip_x0,
+                              progress=progress, x_init=batch_init)
+        samples = out.samples if clip_x0 is None else out.samples.clamp(-clip_x0, clip_x0)
+        chunks.append(samples.cpu())
     return torch.cat(chunks)
 
 
-def evaluate_unet(model: UNet, schedule: NoiseSchedule, n: int = 1000, seed: int = 0, steps: int = 50, guidances: tuple[float, ...] = (1.0, 1.5, 2.0)) -> dict:
+def evaluate_samples(draw, n: int = 1000, seed: int = 0, steps: int = 50, guidances: tuple[float, ...] = (1.0, 1.5, 2.0)) -> dict:
     """FID (classifier features, vs the first n MNIST test digits), conditional accuracy and
-    sampling time for each guidance scale, and the real-vs-real FID of the next n test digits."""
+    sampling time for each guidance scale, and the real-vs-real FID of the next n test digits.
+
+    draw(n, labels, guidance, steps, seed) -> images (n, 1, 28, 28) in [-1, 1].
+    """
     classifier = load_classifier()
     test_images = load_mnist("test").images
     labels = torch.arange(n) % 10
@@ -196,7 +218,7 @@ def evaluate_unet(model: UNet, schedule: NoiseSchedule, n: int = 1000, seed: int
                "fid_real_vs_real": round(fid(classifier, test_images[:n], test_images[n: 2 * n]), 3)}
     for guidance in guidances:
         start = time.perf_counter()
-        images = sample_unet(model, schedule, n, steps=steps, seed=seed, labels=labels, guidance=guidance)
+        images = draw(n, labels, guidance, steps, seed)
         results[f"guidance_{guidance}"] = {
             "seconds": round(time.perf_counter() - start, 1),
             "accuracy": round(accuracy(classifier, images, labels), 4),
@@ -206,26 +228,10 @@ def evaluate_unet(model: UNet, schedule: NoiseSchedule, n: int = 1000, seed: int
     return results
 
 
-def evaluate_recipe(name: str, n: int = 1000, folder: Path | None = None) -> dict:
-    """Re-measure a shipped model and write the metrics into its model card."""
-    if name != "mnist-unet":
-        raise ValueError(f"evaluate supports mnist-unet, got {name!r}")
-    model, schedule, card = load_mnist_unet(folder=folder)
-    metrics = evaluate_unet(model, schedule, n=n, seed=0)
-    metrics["measured_with"] = f"python -m diffedu evaluate {name}"
-    metrics["measured_on"] = time.strftime("%Y-%m-%d")
-    metrics["hardware"] = hardware_description()
-    card["metrics"] = metrics
-    write_model_card(name, card, folder)
-    return metrics
+def evaluate_unet(model: UNet, schedule: NoiseSchedule, n: int = 1000, seed: int = 0, steps: int = 50, guidances: tuple[float, ...] = (1.0, 1.5, 2.0)) -> dict:
+    """evaluate_samples for the pixel-space UNet."""
 
+    def draw(n: int, labels: torch.Tensor, guidance: float, steps: int, seed: int) -> torch.Tensor:
+        return sample_unet(model, schedule, n, steps=steps, seed=seed, labels=labels, guidance=guidance)
 
-def train_recipe(name: str, run_dir: Path | None = None, out_folder: Path | None = None, **overrides) -> dict:
-    """Train a named model (see RECIPES), resuming from run_dir; overrides change TrainConfig fields."""
-    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / name
-    if name == "mnist-classifier":
-        return train_mnist_classifier(run_dir, out_folder, replace(MNIST_CLASSIFIER_TRAIN, **overrides))
-    if name == "mnist-unet":
-        return train_mnist_unet(run_dir, out_folder, replace(MNIST_UNET_TRAIN, **overrides))
-    raise ValueError(f"unknown model {name!r}: choose one of {', '.join(RECIPES)}")
-
+    return evaluate_samples(draw, n, seed, steps, guidances)

@@ -51,6 +51,15 @@ def test_single_label_and_unconditional(tiny_model_dir, tmp_path):
     assert "labels" not in np.load(tmp_path / "u.npz")
 
 
+def test_heun_sampler_differs_from_ddim_and_is_reproducible(tiny_model_dir, tmp_path):
+    args = ["sample", "mnist-unet", "--n", "4", "--steps", "4", "--seed", "1", "--all-labels"]
+    main(args + ["--sampler", "heun", "--out", str(tmp_path / "h1.npz")])
+    main(args + ["--sampler", "heun", "--batch-size", "3", "--out", str(tmp_path / "h2.npz")])
+    main(args + ["--out", str(tmp_path / "d.npz")])
+    heun, again, ddim = (np.load(tmp_path / f)["images"] for f in ("h1.npz", "h2.npz", "d.npz"))
+    assert np.array_equal(heun, again) and not np.array_equal(heun, ddim)
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

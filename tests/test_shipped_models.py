@@ -7,13 +7,14 @@ import torch
 
 from diffedu.checkpoints import CheckpointError, checkpoint_paths, read_checkpoint
 from diffedu.data import load_mnist
+from diffedu.latent_recipes import load_mnist_ldm, load_mnist_vae, reconstruction_metrics
 from diffedu.metrics import accuracy, load_classifier
 from diffedu.recipes import load_mnist_unet, sample_unet
 
 CARD_FIELDS = ("command", "train_config", "steps", "wall_time_minutes", "hardware", "metrics", "model_config", "trained_on")
 
 
-@pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet"])
+@pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm"])
 def test_checkpoint_is_small_and_has_a_model_card(name):
     weights, card_path = checkpoint_paths(name)
     assert weights.is_file() and card_path.is_file()
@@ -37,6 +38,23 @@ def test_unet_loads_and_samples_reproducibly():
     b = sample_unet(model, schedule, 4, "ddim", 5, seed=1, labels=labels, guidance=2.0, progress=False)
     assert a.shape == (4, 1, 28, 28) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
+
+
+def test_vae_meets_the_reconstruction_targets_on_test_digits():
+    vae, scaling_factor, card = load_mnist_vae()
+    metrics = reconstruction_metrics(vae, load_mnist("test").images[:1000])
+    assert metrics["psnr_db"] >= 20 and metrics["ssim"] >= 0.85  # chapter 04's targets
+    assert abs(metrics["psnr_db"] - card["metrics"]["psnr_db"]) < 1.5  # the card's whole-test-set figure
+    assert 0.5 < scaling_factor < 2  # eq. (4.8) for a beta = 0.01 VAE: latents of std near 1
+
+
+def test_latent_model_loads_and_draws_the_digits_it_is_asked_for():
+    ldm, card = load_mnist_ldm()
+    labels = torch.arange(20) % 10
+    a = ldm.sample(20, steps=10, seed=1, labels=labels, guidance=2.0, progress=False)
+    b = ldm.sample(20, steps=10, seed=1, labels=labels, guidance=2.0, progress=False)
+    assert a.shape == (20, 1, 28, 28) and torch.equal(a, b)
+    assert accuracy(load_classifier(), a, labels) >= 0.8  # the card: 1,000 samples, DDIM 50
 
 
 def test_unknown_checkpoint_explains(tmp_path):
