@@ -138,6 +138,38 @@ def ode_euler_step(x_t: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, sc
     return alpha_bar_prev.sqrt() * x_bar_prev
 
 
+def karras_timesteps(schedule: NoiseSchedule, num_steps: int, rho: float = 7.0, sigma_max: float = 80.0) -> list[int]:
+    """Decreasing code timesteps whose sigmas follow Karras et al. (2022, eq. 5):
+
+        sigma_i = (sigma_max^(1/rho) + i / (N - 1) * (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho
+
+    down to the schedule's smallest sigma (t = 0), each rounded to the nearest code timestep
+    (the model knows only those) and kept strictly decreasing; rho = 7 crowds the steps at
+    small sigma, where the flow (7.7) bends most. The first step still starts at t = T-1, where
+    x_T ~ N(0, I), and jumps to sigma_max = 80 as Karras et al.'s does: above that, x_bar only
+    grows in proportion to sigma (the cosine schedule's sigma reaches 20,291 at t = T-1), and
+    steps spent there are wasted.
+    """
+    if not 1 <= num_steps <= schedule.num_steps:
+        raise ValueError(f"num_steps must be in [1, {schedule.num_steps}], got {num_steps}")
+    if num_steps == 1:
+        return [schedule.num_steps - 1]
+    sigmas = sigma_of(schedule.alpha_bar.double().cpu())  # (T,), increasing with t
+    ramp = torch.linspace(0, 1, num_steps, dtype=torch.float64)
+    low, high = sigmas[0] ** (1 / rho), min(sigmas[-1].item(), sigma_max) ** (1 / rho)
+    targets = (high + ramp * (low - high)) ** rho  # (N,), from sigma_max down to sigma_min
+    targets[0] = sigmas[-1]  # start from pure noise
+    timesteps = [int((sigmas - target).abs().argmin()) for target in targets]
+    # several targets can round to one timestep (near t = 0, and near t = T-1 for the cosine
+    # schedule, whose sigma leaps from about 60 to 20,291 in its last step): spread them out
+    for i in range(1, num_steps):  # strictly decreasing from T-1 ...
+        timesteps[i] = min(timesteps[i], timesteps[i - 1] - 1)
+    timesteps[-1] = max(timesteps[-1], 0)
+    for i in range(num_steps - 2, -1, -1):  # ... and not below 0
+        timesteps[i] = max(timesteps[i], timesteps[i + 1] + 1)
+    return timesteps
+
+
 def _clipped_eps(x_t: torch.Tensor, t: int, eps: torch.Tensor, schedule: NoiseSchedule, clip_x0: float | None) -> torch.Tensor:
     """eps recomputed from a clamped pred_x0 (as `ddim_step` does with clip_x0), or eps itself."""
     if clip_x0 is None:
@@ -177,6 +209,7 @@ def probability_flow_sample(
 
     Args: as `samplers.ddim_sample`, plus
         method: "euler" or "heun".
+        spacing: "trailing" or "leading" (as DDIM), or "karras" (`karras_timesteps`).
         clip_x0: clamp pred_x0 at every model call and use the eps that matches it (as DDIM).
         x_init: start from this x_T instead of drawing it (to compare solvers on one start).
     Returns:
@@ -185,7 +218,10 @@ def probability_flow_sample(
     if method not in ODE_METHODS:
         raise ValueError(f"method must be one of {', '.join(ODE_METHODS)}, got {method!r}")
     schedule = schedule.to(device)
-    timesteps = ddim_timesteps(schedule.num_steps, num_steps, spacing)
+    if spacing == "karras":
+        timesteps = karras_timesteps(schedule, num_steps)
+    else:
+        timesteps = ddim_timesteps(schedule.num_steps, num_steps, spacing)
     x = _start(shape, generator, device, x_init)  # x_T ~ N(0, I)
     out = SampleOutput(samples=x)
     for i, t in enumerate(tqdm(timesteps, desc=f"PF-ODE {method} {num_steps}", disable=not progress, leave=False)):
