@@ -66,8 +66,8 @@ def langevin_sample(
     `annealed_langevin_sample` for when it cannot).
 
     Returns:
-        (samples, trajectory): the final x (x_init's shape) and CPU copies of x every
-        `capture_every` steps (empty if None).
+        (samples, trajectory): the final x (x_init's shape) and CPU copies of x after every
+        `capture_every` steps and after the last (empty if None).
     """
     if step_size <= 0 or num_steps < 1:
         raise ValueError(f"need step_size > 0 and num_steps >= 1, got {step_size} and {num_steps}")
@@ -76,7 +76,7 @@ def langevin_sample(
     for step in range(num_steps):
         noise = randn(x.shape, generator, x.device).to(x.dtype)
         x = x + 0.5 * step_size * score_fn(x).to(x.dtype) + math.sqrt(step_size) * noise
-        if capture_every and (step % capture_every == 0 or step == num_steps - 1):
+        if capture_every and ((step + 1) % capture_every == 0 or step == num_steps - 1):
             trajectory.append(x.cpu())
     return x, trajectory
 

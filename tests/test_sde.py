@@ -167,3 +167,10 @@ def test_bad_inputs_explain():
         annealed_langevin_sample(lambda x, a: x, torch.zeros(2, 2), [0.9, 0.1], 5, 0.1)
     assert model_calls("heun", 10) == 18 and model_calls("euler", 10) == 10
     assert math.isclose(sigma_of(torch.tensor(0.5)).item(), 1.0)
+
+
+def test_langevin_captures_after_every_k_steps_and_the_last():
+    x, trajectory = langevin_sample(lambda x: -x, torch.zeros(3, 2), 0.1, 8, torch.Generator().manual_seed(0), capture_every=2)
+    assert len(trajectory) == 4 and torch.equal(trajectory[-1], x)
+    first, _ = langevin_sample(lambda x: -x, torch.zeros(3, 2), 0.1, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(trajectory[0], first)  # the first capture is after 2 steps, not before any
