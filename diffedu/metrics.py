@@ -119,6 +119,72 @@ def fid(classifier: MnistClassifier, images_a: torch.Tensor, images_b: torch.Ten
     return fid_from_features(classifier_features(classifier, images_a), classifier_features(classifier, images_b))
 
 
+# Beyond FID (chapter 06): an unbiased distance, a score of the samples alone, and quality
+# separated from diversity. Each works on features (N, D) or class probabilities (N, K).
+
+
+def _polynomial_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """k(x, y) = (x . y / D + 1)^3, the kernel of KID (Binkowski et al. 2018), (N, M)."""
+    return (x @ y.T / x.shape[1] + 1) ** 3
+
+
+def mmd2_unbiased(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """The unbiased estimate of the squared maximum mean discrepancy with the KID kernel:
+    mean of k(a, a') over pairs a != a', plus the same for b, minus 2 mean k(a, b).
+    Its expectation is 0 when both sets come from the same distribution (it can go below 0)."""
+    a, b = features_a.double(), features_b.double()
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 2:
+        raise ValueError(f"need features (N >= 2, D) and (M >= 2, D), got {tuple(a.shape)} and {tuple(b.shape)}")
+    n, m = a.shape[0], b.shape[0]
+    k_aa, k_bb, k_ab = _polynomial_kernel(a, a), _polynomial_kernel(b, b), _polynomial_kernel(a, b)
+    within_a = (k_aa.sum() - k_aa.diagonal().sum()) / (n * (n - 1))
+    within_b = (k_bb.sum() - k_bb.diagonal().sum()) / (m * (m - 1))
+    return (within_a + within_b - 2 * k_ab.mean()).item()
+
+
+def kid_from_features(features_a: torch.Tensor, features_b: torch.Tensor, subset_size: int = 1000,
+                      num_subsets: int = 10, seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance: mean and standard deviation of `mmd2_unbiased` over random
+    subsets of `subset_size` from each set (all of a set if it is smaller). Unbiased, unlike FID."""
+    generator = torch.Generator().manual_seed(seed)
+    size = min(subset_size, features_a.shape[0], features_b.shape[0])
+    values = []
+    for _ in range(num_subsets):
+        pick_a = torch.randperm(features_a.shape[0], generator=generator)[:size]
+        pick_b = torch.randperm(features_b.shape[0], generator=generator)[:size]
+        values.append(mmd2_unbiased(features_a[pick_a], features_b[pick_b]))
+    values = torch.tensor(values, dtype=torch.float64)
+    return values.mean().item(), (values.std().item() if num_subsets > 1 else 0.0)
+
+
+def inception_score_from_probs(probs: torch.Tensor) -> float:
+    """exp(mean over x of KL(p(y | x) || p(y))) with p(y) the mean of p(y | x) (Salimans et al.
+    2016): from 1 (every sample the same blur of classes) to K (confident, all K classes equally)."""
+    if probs.ndim != 2 or probs.shape[0] < 1 or (probs < 0).any() or not torch.allclose(probs.sum(1), torch.ones(probs.shape[0], dtype=probs.dtype), atol=1e-4):
+        raise ValueError(f"need class probabilities (N, K) with rows summing to 1, got shape {tuple(probs.shape)}: apply softmax to logits first")
+    probs = probs.double()
+    marginal = probs.mean(0, keepdim=True)  # p(y), (1, K)
+    kl = (probs * (probs.clamp(min=1e-12).log() - marginal.clamp(min=1e-12).log())).sum(1)  # (N,)
+    return kl.mean().exp().item()
+
+
+def precision_recall(real_features: torch.Tensor, fake_features: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019). Around each real point draw a
+    ball reaching its k-th nearest real neighbour; precision is the share of fake points inside
+    some real ball (quality). Recall swaps the roles (diversity: how much of the real data the
+    samples cover)."""
+    real, fake = real_features.double(), fake_features.double()
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1] or min(real.shape[0], fake.shape[0]) <= k:
+        raise ValueError(f"need features (N > k, D) and (M > k, D) with k = {k}, got {tuple(real.shape)} and {tuple(fake.shape)}")
+
+    def coverage(support: torch.Tensor, queries: torch.Tensor) -> float:
+        radii = torch.cdist(support, support).kthvalue(k + 1, dim=1).values  # k-th neighbour (0th is the point itself)
+        inside = torch.cdist(queries, support) <= radii[None, :]  # (Q, S)
+        return inside.any(1).double().mean().item()
+
+    return coverage(real, fake), coverage(fake, real)
+
+
 def classification_loss(model: MnistClassifier, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
     """Cross-entropy on a batch (images, labels), each image shifted by up to 2 pixels
     (random translation: cheap augmentation that lifts test accuracy past 99%)."""

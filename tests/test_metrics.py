@@ -8,7 +8,10 @@ import torch
 from scipy import linalg
 from skimage.metrics import structural_similarity
 
-from diffedu.metrics import MnistClassifier, accuracy, fid_from_features, frechet_distance, gaussian_fit, psnr, ssim
+from diffedu.metrics import (
+    MnistClassifier, accuracy, fid_from_features, frechet_distance, gaussian_fit, inception_score_from_probs, kid_from_features,
+    mmd2_unbiased, precision_recall, psnr, ssim,
+)
 
 
 def _scipy_frechet(mu1, cov1, mu2, cov2):
@@ -75,3 +78,50 @@ def test_ssim_identical_noisy_and_library():
     assert abs(values[1].item() - expected) < 1e-6
     with pytest.raises(ValueError, match="single-channel"):
         ssim(torch.zeros(1, 3, 28, 28), torch.zeros(1, 3, 28, 28))
+
+
+# ---- chapter 06's metrics: KID, Inception Score, precision and recall ----
+
+
+def test_mmd2_matches_its_definition_and_is_unbiased():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 3, generator=gen), torch.randn(4, 3, generator=gen) + 1
+    kernel = lambda x, y: (x @ y / 3 + 1) ** 3  # noqa: E731
+    within_a = sum(kernel(a[i], a[j]) for i in range(5) for j in range(5) if i != j) / 20
+    within_b = sum(kernel(b[i], b[j]) for i in range(4) for j in range(4) if i != j) / 12
+    across = sum(kernel(a[i], b[j]) for i in range(5) for j in range(4)) / 20
+    assert math.isclose(mmd2_unbiased(a, b), (within_a + within_b - 2 * across).item(), rel_tol=1e-6)
+    # same distribution: the average over many draws is 0 (a biased estimator would stay positive)
+    draws = [mmd2_unbiased(torch.randn(50, 8, generator=gen), torch.randn(50, 8, generator=gen)) for _ in range(200)]
+    assert abs(sum(draws) / len(draws)) < 3 * torch.tensor(draws).std().item() / math.sqrt(len(draws))
+
+
+def test_kid_grows_with_a_shift_and_is_near_zero_for_one_distribution():
+    gen = torch.Generator().manual_seed(1)
+    real = torch.randn(600, 16, generator=gen)
+    same, _ = kid_from_features(real, torch.randn(600, 16, generator=gen), subset_size=300)
+    small, _ = kid_from_features(real, torch.randn(600, 16, generator=gen) + 0.3, subset_size=300)
+    large, _ = kid_from_features(real, torch.randn(600, 16, generator=gen) + 1.0, subset_size=300)
+    assert abs(same) < small < large
+
+
+def test_inception_score_known_values():
+    assert math.isclose(inception_score_from_probs(torch.full((8, 10), 0.1)), 1.0)  # no sample is sure: 1
+    assert math.isclose(inception_score_from_probs(torch.eye(10).repeat(3, 1)), 10.0, rel_tol=1e-6)  # sure and balanced: K
+    assert math.isclose(inception_score_from_probs(torch.eye(10)[[3] * 20]), 1.0, rel_tol=1e-6)  # sure but collapsed: 1
+    with pytest.raises(ValueError, match="softmax"):
+        inception_score_from_probs(torch.randn(4, 10))
+
+
+def test_precision_and_recall_separate_quality_from_diversity():
+    gen = torch.Generator().manual_seed(2)
+    real = torch.randn(400, 2, generator=gen)
+    precision, recall = precision_recall(real, torch.randn(400, 2, generator=gen))
+    assert precision > 0.8 and recall > 0.8  # the same distribution
+    collapsed = real[:5].repeat(80, 1) + 0.01 * torch.randn(400, 2, generator=gen)  # mode collapse: five real points, copied
+    precision, recall = precision_recall(real, collapsed)
+    assert precision > 0.95 and recall < 0.2  # good-looking samples, little diversity
+    precision, recall = precision_recall(real, torch.randn(400, 2, generator=gen) + 10)
+    assert precision == 0 and recall == 0  # nowhere near the data
+    with pytest.raises(ValueError, match="k = 3"):
+        precision_recall(real, real[:3])
