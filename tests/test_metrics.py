@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 
 from diffedu.metrics import (
     MnistClassifier, accuracy, fid_from_features, frechet_distance, gaussian_fit, inception_score_from_probs, kid_from_features,
-    mmd2_unbiased, precision_recall, psnr, ssim,
+    mmd2_unbiased, perceptual_path_length, precision_recall, psnr, slerp, ssim,
 )
 
 
@@ -125,3 +125,24 @@ def test_precision_and_recall_separate_quality_from_diversity():
     assert precision == 0 and recall == 0  # nowhere near the data
     with pytest.raises(ValueError, match="k = 3"):
         precision_recall(real, real[:3])
+
+
+def test_slerp_keeps_the_norm_and_hits_both_ends():
+    gen = torch.Generator().manual_seed(3)
+    a, b = torch.randn(4, 1, 8, 8, generator=gen), torch.randn(4, 1, 8, 8, generator=gen)
+    b = b / b.flatten(1).norm(dim=1)[:, None, None, None] * a.flatten(1).norm(dim=1)[:, None, None, None]  # equal norms
+    assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    assert torch.allclose(slerp(a, b, 0.3).flatten(1).norm(dim=1), a.flatten(1).norm(dim=1), rtol=1e-4)
+
+
+def test_perceptual_path_length_of_a_linear_generator_is_known():
+    """generate(z) = 2 z with identity features: PPL = 4 * |d slerp / dt|^2 = 4 theta^2 |z|^2 for
+    equal-norm ends; for general ends, compare with the same finite difference done by hand."""
+    gen = torch.Generator().manual_seed(0)
+    start, end = torch.randn(50, 6, generator=gen), torch.randn(50, 6, generator=gen)
+    t = torch.rand(1, generator=gen).item() * (1 - 1e-3)
+    expected = ((2 * slerp(start, end, t + 1e-3) - 2 * slerp(start, end, t)).square().sum(1) / 1e-6).mean().item()
+    assert math.isclose(perceptual_path_length(lambda z: 2 * z, lambda x: x, (6,), n=50, epsilon=1e-3), expected, rel_tol=1e-6)
+    smooth = perceptual_path_length(lambda z: z, lambda x: x, (6,), n=50)
+    rough = perceptual_path_length(lambda z: torch.sin(20 * z), lambda x: x, (6,), n=50)
+    assert rough > 10 * smooth  # a wiggly generator has a long path
