@@ -60,6 +60,19 @@ def predict_x0_from_eps(x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Ten
     return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
 
 
+def clipped_prediction(x_t: torch.Tensor, alpha_bar: torch.Tensor, eps: torch.Tensor,
+                       clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pred_x0, eps): pred_x0 by eq. (2.4); with clip_x0, pred_x0 clamped to +-clip_x0 and eps
+    recomputed from it with eq. (2.4), so that both point at the clipped x_0 (diffusers:
+    use_clipped_model_output=True). Keeping the raw eps would pull DDIM samples off the data
+    range, badly so with guidance. alpha_bar is broadcast against x_t."""
+    pred_x0 = (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+    if clip_x0 is not None:
+        pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
+        eps = (x_t - alpha_bar.sqrt() * pred_x0) / (1 - alpha_bar).sqrt()
+    return pred_x0, eps
+
+
 def q_posterior(x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int, schedule: NoiseSchedule) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of q(x_{t-1} | x_t, x_0), eqs. (2.1)-(2.3):
 
@@ -167,13 +180,8 @@ def ddim_step(
 
     alpha_bar = _alpha_bar_at(schedule, t_tensor, x_t)
     alpha_bar_prev = _alpha_bar_at(schedule, torch.full_like(t_tensor, t_prev), x_t)
-    # 1. estimate x_0, eq. (2.4)
-    pred_x0 = (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
-    if clip_x0 is not None:
-        pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
-        # point the direction at the clipped x_0 too (diffusers: use_clipped_model_output=True);
-        # keeping the raw eps would pull samples off the data range, badly so with guidance
-        eps = (x_t - alpha_bar.sqrt() * pred_x0) / (1 - alpha_bar).sqrt()
+    # 1. estimate x_0, eq. (2.4), clipped if asked, with the eps that matches it
+    pred_x0, eps = clipped_prediction(x_t, alpha_bar, eps, clip_x0)
     # 2. the noise level of the jump, eq. (2.8)
     sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
     # 3. point towards x_t ("direction"), then move, eq. (2.7)

@@ -22,7 +22,9 @@ from tqdm.auto import tqdm
 
 from diffedu.checks import broadcast_to_batch, check_finite, check_same_shape
 from diffedu.device import randn
-from diffedu.samplers import NoisePredictor, SampleOutput, _alpha_bar_at, _capture, _predict, _start, ddim_timesteps
+from diffedu.samplers import (
+    NoisePredictor, SampleOutput, _alpha_bar_at, _capture, _predict, _start, clipped_prediction, ddim_timesteps,
+)
 from diffedu.schedules import NoiseSchedule
 
 ScoreFunction = Callable[[torch.Tensor], torch.Tensor]
@@ -74,7 +76,7 @@ def langevin_sample(
     x = check_finite("x_init", x_init).clone()
     trajectory = []
     for step in range(num_steps):
-        noise = randn(x.shape, generator, x.device).to(x.dtype)
+        noise = randn(x.shape, generator, x.device, dtype=x.dtype)
         x = x + 0.5 * step_size * score_fn(x).to(x.dtype) + math.sqrt(step_size) * noise
         if capture_every and ((step + 1) % capture_every == 0 or step == num_steps - 1):
             trajectory.append(x.cpu())
@@ -170,13 +172,10 @@ def karras_timesteps(schedule: NoiseSchedule, num_steps: int, rho: float = 7.0, 
     return timesteps
 
 
-def _clipped_eps(x_t: torch.Tensor, t: int, eps: torch.Tensor, schedule: NoiseSchedule, clip_x0: float | None) -> torch.Tensor:
-    """eps recomputed from a clamped pred_x0 (as `ddim_step` does with clip_x0), or eps itself."""
-    if clip_x0 is None:
-        return eps
-    alpha_bar = _alpha_bar_at(schedule, torch.tensor([t]), x_t)
-    pred_x0 = ((x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-clip_x0, clip_x0)
-    return (x_t - alpha_bar.sqrt() * pred_x0) / (1 - alpha_bar).sqrt()
+def _model_prediction(model: NoisePredictor, x: torch.Tensor, t: int, schedule: NoiseSchedule,
+                      clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pred_x0, eps) of the model at (x, t), clipped as `ddim_step` clips them."""
+    return clipped_prediction(x, _alpha_bar_at(schedule, torch.tensor([t]), x), _predict(model, x, t), clip_x0)
 
 
 @torch.no_grad()
@@ -226,15 +225,14 @@ def probability_flow_sample(
     out = SampleOutput(samples=x)
     for i, t in enumerate(tqdm(timesteps, desc=f"PF-ODE {method} {num_steps}", disable=not progress, leave=False)):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        eps = _clipped_eps(x, t, _predict(model, x, t), schedule, clip_x0)
+        pred_x0, eps = _model_prediction(model, x, t, schedule, clip_x0)
         x_next = ode_euler_step(x, t, t_prev, eps, schedule)
         if method == "heun" and i > 0 and t_prev >= 0:
-            eps_next = _clipped_eps(x_next, t_prev, _predict(model, x_next, t_prev), schedule, clip_x0)
+            _, eps_next = _model_prediction(model, x_next, t_prev, schedule, clip_x0)
             x_next = ode_euler_step(x, t, t_prev, 0.5 * (eps + eps_next), schedule)  # eq. (7.8)
         x = x_next
         if capture_every and (i % capture_every == 0 or t_prev < 0):
-            alpha_bar = _alpha_bar_at(schedule, torch.tensor([t]), x)
-            _capture(out, t, x, (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt())
+            _capture(out, t, x, pred_x0)  # the model's x_0 estimate at the start of the step
     out.samples = x
     return out
 

@@ -55,10 +55,12 @@ def test_euler_sampler_reproduces_ddim_sample(clip_x0):
     mixture, schedule = make_toy_mixture(), make_schedule("linear")
     model = exact_noise_predictor(mixture, schedule)
     ddim = ddim_sample(model, (200, 2), schedule, num_steps=20, generator=torch.Generator().manual_seed(3),
-                       spacing="trailing", clip_x0=clip_x0, progress=False).samples
+                       spacing="trailing", clip_x0=clip_x0, capture_every=5, progress=False)
     euler = probability_flow_sample(model, (200, 2), schedule, num_steps=20, method="euler",
-                                    generator=torch.Generator().manual_seed(3), clip_x0=clip_x0, progress=False).samples
-    assert torch.allclose(euler, ddim, atol=1e-4)
+                                    generator=torch.Generator().manual_seed(3), clip_x0=clip_x0, capture_every=5, progress=False)
+    assert torch.allclose(euler.samples, ddim.samples, atol=1e-4)
+    assert euler.timesteps == ddim.timesteps  # and the captured x_0 estimates agree step by step
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(euler.pred_x0_trajectory, ddim.pred_x0_trajectory))
 
 
 @pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
