@@ -24,7 +24,9 @@ from diffedu.data import load_mnist
 from diffedu.metrics import psnr, ssim
 from diffedu.models.unet import UNet, UNetConfig, count_parameters
 from diffedu.models.vae import VAE, VAEConfig, sample_posterior, vae_loss
-from diffedu.recipes import DiffusionSettings, build_unet, diffusion_loss_fn, evaluate_samples, model_card, sample_unet
+from diffedu.recipes import (
+    DiffusionSettings, build_unet, diffusion_loss_fn, evaluate_samples, model_card, sample_unet, unet_from_checkpoint,
+)
 from diffedu.schedules import NoiseSchedule, make_schedule
 from diffedu.train import TrainConfig, train
 
@@ -197,11 +199,8 @@ def load_mnist_ldm(device: torch.device | str = "cpu", folder: Path | None = Non
             "mnist-ldm was trained on the latents of a different mnist-vae than the one in the folder: "
             "retrain it with `python -m diffedu train mnist-ldm`, or restore both with `git checkout -- data/checkpoints`"
         )
-    unet = UNet(UNetConfig.from_dict(config["unet"]))
-    unet.load_state_dict(state)
-    settings = DiffusionSettings(**config["diffusion"])
-    model = LatentDiffusion(unet.to(device).eval(), make_schedule(settings.schedule, settings.num_steps), vae, scaling_factor)
-    return model, card
+    unet, schedule = unet_from_checkpoint(state, config, device)
+    return LatentDiffusion(unet, schedule, vae, scaling_factor), card
 
 
 def evaluate_ldm(model: LatentDiffusion, n: int = 1000, seed: int = 0, steps: int = 50,

@@ -128,13 +128,19 @@ def train_mnist_unet(
     return card
 
 
-def load_mnist_unet(device: torch.device | str = "cpu", folder: Path | None = None) -> tuple[UNet, NoiseSchedule, dict]:
-    """The shipped chapter-03 UNet (EMA weights), its noise schedule and its model card."""
-    state, config, card = read_checkpoint("mnist-unet", folder)
+def unet_from_checkpoint(state: dict, config: dict, device: torch.device | str = "cpu") -> tuple[UNet, NoiseSchedule]:
+    """The UNet (in eval mode, on `device`) and noise schedule that a diffusion checkpoint's
+    weights and config {"unet": ..., "diffusion": ...} describe."""
     model = UNet(UNetConfig.from_dict(config["unet"]))
     model.load_state_dict(state)
     settings = DiffusionSettings(**config["diffusion"])
-    return model.to(device).eval(), make_schedule(settings.schedule, settings.num_steps), card
+    return model.to(device).eval(), make_schedule(settings.schedule, settings.num_steps)
+
+
+def load_mnist_unet(device: torch.device | str = "cpu", folder: Path | None = None) -> tuple[UNet, NoiseSchedule, dict]:
+    """The shipped chapter-03 UNet (EMA weights), its noise schedule and its model card."""
+    state, config, card = read_checkpoint("mnist-unet", folder)
+    return (*unet_from_checkpoint(state, config, device), card)
 
 
 SAMPLERS = ("ddim", "heun", "ddpm")
