@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("name", choices=SAMPLEABLE, help="which model")
     sample.add_argument("--n", type=int, default=64, help="how many samples (default: 64)")
     sample.add_argument("--sampler", choices=SAMPLERS, default="ddim",
-                        help="ddim (fast, --steps), heun (probability-flow ODE, chapter 07: 2 x steps - 2 model calls) or ddpm (all 1000 steps)")
-    sample.add_argument("--steps", type=int, help="DDIM or Heun steps (default: 50; DDPM always takes all 1000)")
+                        help="ddim (fast, --steps), heun (probability-flow ODE, chapter 07: 2 x steps - 2 model calls) or ddpm (ancestral: all 1000 steps by default, or --steps strided ones)")
+    sample.add_argument("--steps", type=int, help="sampler steps (default: 50 for DDIM and Heun, 1000 for DDPM)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     which = sample.add_mutually_exclusive_group()
     which.add_argument("--label", type=int, help="draw only this digit (0-9)")
@@ -59,9 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run_sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.n < 1:
         parser.error(f"--n must be at least 1, got {args.n}")
-    if args.sampler == "ddpm" and args.steps not in (None, 1000):
-        parser.error("--sampler ddpm always takes all 1000 steps: drop --steps, or use --sampler ddim")
-    args.steps = 50 if args.steps is None else args.steps
+    if args.steps is None:
+        args.steps = 1000 if args.sampler == "ddpm" else 50
     if not 1 <= args.steps <= 1000:
         parser.error(f"--steps must be in 1..1000, got {args.steps}")
     if args.label is not None and not 0 <= args.label <= 9:

@@ -154,11 +154,13 @@ class LatentDiffusion:
     @torch.no_grad()
     def sample(self, n: int, sampler: str = "ddim", steps: int = 50, seed: int = 0, labels: torch.Tensor | None = None,
                guidance: float = 1.0, batch_size: int = 500, progress: bool = True,
-               clip_z0: float | None = LATENT_CLIP) -> torch.Tensor:
+               clip_z0: float | None = LATENT_CLIP, spacing: str = "trailing",
+               x_init: torch.Tensor | None = None) -> torch.Tensor:
         """n images (n, 1, 28, 28) in [-1, 1]: sample scaled latents with `sample_unet`, the
-        predicted clean latent clamped to +-clip_z0 (see LATENT_CLIP), then decode z / scaling_factor."""
+        predicted clean latent clamped to +-clip_z0 (see LATENT_CLIP), then decode z / scaling_factor.
+        x_init: (n, 4, 7, 7) starting latent noise instead of drawing it from `seed`."""
         latents = sample_unet(self.unet, self.schedule, n, sampler, steps, seed, labels, guidance, batch_size,
-                              progress=progress, clip_x0=clip_z0)  # (n, 4, 7, 7)
+                              progress=progress, spacing=spacing, clip_x0=clip_z0, x_init=x_init)  # (n, 4, 7, 7)
         return decode_latents(self.vae, latents / self.scaling_factor).clamp(-1, 1)
 
 

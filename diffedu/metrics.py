@@ -185,10 +185,12 @@ def precision_recall(real_features: torch.Tensor, fake_features: torch.Tensor, k
     return coverage(real, fake), coverage(fake, real)
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation between noise tensors a and b (B, ...), per sample: the path stays
-    at the typical norm of Gaussian noise, where a straight line would dip towards 0."""
-    a_flat, b_flat = a.flatten(1), b.flatten(1)
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between noise tensors a and b (B, ...), per sample, at t (a float,
+    or one value per sample (B,)): the path stays at the typical norm of Gaussian noise, where
+    a straight line would dip towards 0."""
+    a_flat, b_flat = a.flatten(1), b.flatten(1)  # (B, D)
+    t = torch.as_tensor(t, dtype=a_flat.dtype).reshape(-1, 1)  # (1, 1) or (B, 1)
     cos = (a_flat * b_flat).sum(1) / (a_flat.norm(dim=1) * b_flat.norm(dim=1))
     angle = cos.clamp(-1, 1).acos()[:, None]  # (B, 1)
     mixed = (torch.sin((1 - t) * angle) * a_flat + torch.sin(t * angle) * b_flat) / torch.sin(angle)
@@ -198,7 +200,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 def perceptual_path_length(generate, features, noise_shape: tuple[int, ...], n: int = 200, epsilon: float = 1e-2,
                            seed: int = 0) -> float:
     """Perceptual path length (Karras et al. 2019) of a deterministic generator, e.g. DDIM from
-    its starting noise: for random pairs of noises and a random t, the squared feature distance
+    its starting noise: for random pairs of noises and a random t for each pair, the squared feature distance
     between generate(slerp(t)) and generate(slerp(t + epsilon)), divided by epsilon^2, averaged.
     Small means that a small move of the noise changes the picture a little: a smooth latent space.
 
@@ -209,7 +211,7 @@ def perceptual_path_length(generate, features, noise_shape: tuple[int, ...], n: 
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(n, *noise_shape, generator=generator)
     end = torch.randn(n, *noise_shape, generator=generator)
-    t = torch.rand(1, generator=generator).item() * (1 - epsilon)
+    t = torch.rand(n, generator=generator) * (1 - epsilon)  # (n,) a point on each path
     near = features(generate(slerp(start, end, t))).double()
     far = features(generate(slerp(start, end, t + epsilon))).double()
     return ((far - near).square().sum(1) / epsilon**2).mean().item()

@@ -161,19 +161,24 @@ def sample_unet(
     progress: bool = True,
     spacing: str = "trailing",
     clip_x0: float | None = 1.0,
+    x_init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """n samples (n, C, H, W) from a (conditional) UNet, in [-1, 1] for images; the same seed
     gives the same samples on every device.
 
     Args:
         sampler: "ddim" (with `steps`), "heun" (the probability-flow ODE solved with Heun's
-            method, chapter 07: `steps` steps, 2 * steps - 2 model calls) or "ddpm" (all T steps).
+            method, chapter 07: `steps` steps, 2 * steps - 2 model calls) or "ddpm" (ancestral
+            sampling: all T steps when steps = T, else DDIM with eta = 1 on `steps` strided
+            timesteps, which is DDPM's posterior step between them, as diffusers' DDPMScheduler).
         labels: (n,) digits to draw, or None for unconditional samples.
         guidance: classifier-free guidance scale w, eq. (3.3) (needs labels).
         spacing: DDIM timesteps, "trailing" (default: the first step starts from the noisiest
             code timestep 999, which measured a lower FID here) or "leading".
         clip_x0: clamp the predicted x_0 at every step, and the result, to +-clip_x0: 1.0 for
             pixels in [-1, 1]; latent models pass their own bound (latent_recipes.LATENT_CLIP).
+        x_init: (n, C, H, W) starting noise x_T instead of drawing it from `seed` (DDIM and Heun
+            are then a deterministic function of x_init: chapter 06's path length uses this).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
@@ -186,7 +191,10 @@ def sample_unet(
     shape = (model.config.image_channels, model.config.image_size, model.config.image_size)
     # every x_T in one draw, so that the batch size cannot change them (DDIM and Heun add no
     # other noise: their samples do not depend on batch_size; DDPM's later noise does)
-    x_init = randn((n, *shape), generator)
+    if x_init is None:
+        x_init = randn((n, *shape), generator)
+    elif tuple(x_init.shape) != (n, *shape):
+        raise ValueError(f"x_init must have shape {(n, *shape)}, got {tuple(x_init.shape)}")
     chunks = []
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
@@ -197,9 +205,10 @@ def sample_unet(
         else:  # an unconditional model
             predictor = model
         batch_shape, batch_init = (count, *shape), x_init[start: start + count]
-        if sampler == "ddim":
+        if sampler == "ddim" or (sampler == "ddpm" and steps < schedule.num_steps):
+            eta = 1.0 if sampler == "ddpm" else 0.0
             out = ddim_sample(predictor, batch_shape, schedule, num_steps=steps, generator=generator, device=device,
-                              spacing=spacing, clip_x0=clip_x0, progress=progress, x_init=batch_init)
+                              spacing=spacing, clip_x0=clip_x0, progress=progress, x_init=batch_init, eta=eta)
         elif sampler == "heun":
             out = probability_flow_sample(predictor, batch_shape, schedule, steps, "heun", generator, device, spacing,
                                           clip_x0, x_init=batch_init, progress=progress)

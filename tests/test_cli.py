@@ -65,7 +65,7 @@ def test_heun_sampler_differs_from_ddim_and_is_reproducible(tiny_model_dir, tmp_
     [
         (["--label", "12"], "--label must be a digit 0-9"),
         (["--guidance", "3"], "--guidance needs --label or --all-labels"),
-        (["--sampler", "ddpm", "--steps", "20"], "ddpm always takes all 1000 steps"),
+        (["--sampler", "ddpm", "--steps", "2000"], "--steps must be in 1..1000"),
         (["--steps", "0"], "--steps must be in 1..1000"),
         (["--n", "0"], "--n must be at least 1"),
         (["--label", "3", "--all-labels"], "not allowed with argument"),
@@ -89,3 +89,12 @@ def test_help_explains_every_option():
     text = subprocess.run([sys.executable, "-m", "diffedu", "sample", "--help"], capture_output=True, text=True, check=True).stdout
     for option in ("--n", "--sampler", "--steps", "--seed", "--label", "--all-labels", "--guidance", "--out"):
         assert option in text
+
+
+def test_ddpm_with_few_steps_is_seeded_and_differs_from_ddim(tiny_model_dir, tmp_path):
+    args = ["sample", "mnist-unet", "--n", "4", "--steps", "4", "--seed", "1", "--all-labels"]
+    main(args + ["--sampler", "ddpm", "--out", str(tmp_path / "p1.npz")])
+    main(args + ["--sampler", "ddpm", "--out", str(tmp_path / "p2.npz")])
+    main(args + ["--out", str(tmp_path / "d.npz")])
+    ddpm, again, ddim = (np.load(tmp_path / f)["images"] for f in ("p1.npz", "p2.npz", "d.npz"))
+    assert np.array_equal(ddpm, again) and not np.array_equal(ddpm, ddim)

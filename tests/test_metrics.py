@@ -133,16 +133,30 @@ def test_slerp_keeps_the_norm_and_hits_both_ends():
     b = b / b.flatten(1).norm(dim=1)[:, None, None, None] * a.flatten(1).norm(dim=1)[:, None, None, None]  # equal norms
     assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
     assert torch.allclose(slerp(a, b, 0.3).flatten(1).norm(dim=1), a.flatten(1).norm(dim=1), rtol=1e-4)
+    per_sample = slerp(a, b, torch.tensor([0.0, 0.3, 0.3, 1.0]))  # one t per sample
+    assert torch.allclose(per_sample[0], a[0], atol=1e-5) and torch.allclose(per_sample[3], b[3], atol=1e-5)
+    assert torch.allclose(per_sample[1:3], slerp(a, b, 0.3)[1:3])
 
 
 def test_perceptual_path_length_of_a_linear_generator_is_known():
-    """generate(z) = 2 z with identity features: PPL = 4 * |d slerp / dt|^2 = 4 theta^2 |z|^2 for
-    equal-norm ends; for general ends, compare with the same finite difference done by hand."""
+    """generate(z) = 2 z with identity features: for equal-norm ends the slerp path has speed
+    theta |z|, so PPL -> 4 mean(theta^2 |z|^2) as epsilon -> 0; for general ends, compare with
+    the same finite difference done by hand, one t per pair."""
     gen = torch.Generator().manual_seed(0)
     start, end = torch.randn(50, 6, generator=gen), torch.randn(50, 6, generator=gen)
-    t = torch.rand(1, generator=gen).item() * (1 - 1e-3)
+    t = torch.rand(50, generator=gen) * (1 - 1e-3)
     expected = ((2 * slerp(start, end, t + 1e-3) - 2 * slerp(start, end, t)).square().sum(1) / 1e-6).mean().item()
-    assert math.isclose(perceptual_path_length(lambda z: 2 * z, lambda x: x, (6,), n=50, epsilon=1e-3), expected, rel_tol=1e-6)
+    assert math.isclose(perceptual_path_length(lambda z: 2 * z, lambda x: x, (6,), n=50, epsilon=1e-3), expected, rel_tol=1e-5)
+
+    # the exact derivative of the slerp path: d/dt [sin((1-t) theta) a + sin(t theta) b] / sin(theta)
+    gen = torch.Generator().manual_seed(0)  # the draws perceptual_path_length makes with seed 0
+    a, b = torch.randn(400, 6, generator=gen).double(), torch.randn(400, 6, generator=gen).double()
+    t = (torch.rand(400, generator=gen) * (1 - 1e-4)).double()[:, None]
+    theta = ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).acos()[:, None]
+    velocity = theta * (-torch.cos((1 - t) * theta) * a + torch.cos(t * theta) * b) / torch.sin(theta)  # (400, 6)
+    closed_form = (4 * velocity.square().sum(1)).mean().item()
+    measured = perceptual_path_length(lambda z: 2 * z, lambda x: x, (6,), n=400, epsilon=1e-4)
+    assert math.isclose(measured, closed_form, rel_tol=1e-2)
     smooth = perceptual_path_length(lambda z: z, lambda x: x, (6,), n=50)
     rough = perceptual_path_length(lambda z: torch.sin(20 * z), lambda x: x, (6,), n=50)
     assert rough > 10 * smooth  # a wiggly generator has a long path

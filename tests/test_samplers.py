@@ -187,3 +187,23 @@ def test_bad_input_raises_helpful_errors(call, message):
     x, e = _inputs(0)
     with pytest.raises(ValueError, match=message):
         call(make_schedule("linear"), x, e)
+
+
+@pytest.mark.parametrize("clip", [None, 1.0])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_ddpm_is_ddim_with_eta_one(clip, dtype):
+    """diffusers' DDPMScheduler with 20 inference steps takes DDPM's posterior step between
+    strided timesteps; that is ddim_step with eta = 1 (what sample_unet's "ddpm" does)."""
+    schedule = make_schedule("linear")
+    scheduler = DDPMScheduler(num_train_timesteps=1000, trained_betas=schedule.betas.numpy(),
+                              variance_type="fixed_small", clip_sample=clip is not None, timestep_spacing="trailing")
+    scheduler = _diffusers_in(scheduler, schedule, dtype)
+    scheduler.set_timesteps(20)
+    ours_timesteps = ddim_timesteps(1000, 20, "trailing")
+    assert scheduler.timesteps.tolist() == ours_timesteps
+    for i, t in enumerate(ours_timesteps[:-1]):  # diffusers' last step goes to t = -1 via its own rule
+        x_t, eps = _inputs(i, t, schedule, dtype)
+        theirs = scheduler.step(eps, t, x_t, generator=torch.Generator().manual_seed(7 + i))
+        noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(7 + i), dtype=dtype)
+        ours = ddim_step(x_t, t, ours_timesteps[i + 1], eps, schedule, eta=1.0, noise=noise, clip_x0=clip)
+        assert torch.allclose(ours.prev_sample, theirs.prev_sample, **CLOSE), t

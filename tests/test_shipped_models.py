@@ -38,6 +38,11 @@ def test_unet_loads_and_samples_reproducibly():
     b = sample_unet(model, schedule, 4, "ddim", 5, seed=1, labels=labels, guidance=2.0, progress=False)
     assert a.shape == (4, 1, 28, 28) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
+    x_init = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))  # the noise seed 1 draws
+    c = sample_unet(model, schedule, 4, "ddim", 5, seed=99, labels=labels, guidance=2.0, progress=False, x_init=x_init)
+    assert torch.equal(a, c)  # given x_T, DDIM is deterministic: the seed no longer matters
+    with pytest.raises(ValueError, match="x_init must have shape"):
+        sample_unet(model, schedule, 4, "ddim", 5, labels=labels, progress=False, x_init=x_init[:2])
 
 
 def test_vae_meets_the_reconstruction_targets_on_test_digits():
