@@ -4,6 +4,7 @@
     mnist-unet         class-conditional pixel-space UNet (chapter 03)  diffedu.recipes
     mnist-vae          4 x 7 x 7-latent VAE (chapter 04)                diffedu.latent_recipes
     mnist-ldm          latent diffusion on the VAE's latents (chapter 04)
+    mini-sd            text-to-digit Stable Diffusion pipeline (chapter 05)  diffedu.sd.mini
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from diffedu.recipes import (
     train_mnist_unet,
 )
 
-RECIPES = ("mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm")
+RECIPES = ("mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd")
 SAMPLEABLE = ("mnist-unet", "mnist-ldm")  # diffusion models: `sample` and `evaluate`
-EVALUABLE = ("mnist-unet", "mnist-vae", "mnist-ldm")
+EVALUABLE = ("mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd")
 
 
 def train_recipe(name: str, run_dir: Path | None = None, out_folder: Path | None = None, **overrides) -> dict:
@@ -42,6 +43,10 @@ def train_recipe(name: str, run_dir: Path | None = None, out_folder: Path | None
         return train_mnist_vae(run_dir, out_folder, replace(MNIST_VAE_TRAIN, **overrides))
     if name == "mnist-ldm":
         return train_mnist_ldm(run_dir, out_folder, replace(MNIST_LDM_TRAIN, **overrides))
+    if name == "mini-sd":  # two stages: --steps and --budget-minutes apply to each
+        from diffedu.sd.mini import UNET_TRAIN, VAE_TRAIN, train_mini_sd  # imports transformers: only when needed
+
+        return train_mini_sd(run_dir, out_folder, replace(VAE_TRAIN, **overrides), replace(UNET_TRAIN, **overrides))
     raise ValueError(f"unknown model {name!r}: choose one of {', '.join(RECIPES)}")
 
 
@@ -67,7 +72,12 @@ def load_sampler(name: str) -> Callable[..., torch.Tensor]:
 
 def evaluate_recipe(name: str, n: int = 1000, folder: Path | None = None) -> dict:
     """Re-measure a shipped model and write the metrics into its model card: FID, accuracy and
-    time for the diffusion models, PSNR and SSIM on the whole test set for the VAE."""
+    time for the diffusion models, PSNR and SSIM on the whole test set for the VAE; for
+    mini-sd, prompt adherence, its VAE's reconstructions and the time of 64 images."""
+    if name == "mini-sd":
+        from diffedu.sd.mini import evaluate_mini_sd  # imports transformers: only when needed
+
+        return evaluate_mini_sd(folder)
     if name == "mnist-unet":
         model, schedule, card = load_mnist_unet(folder=folder)
         metrics = evaluate_unet(model, schedule, n=n, seed=0)

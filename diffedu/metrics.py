@@ -72,6 +72,13 @@ def predict_labels(classifier: MnistClassifier, images: torch.Tensor) -> torch.T
     return _batched(lambda x: classifier(x.to(device)).argmax(1).cpu(), images)
 
 
+def class_probabilities(classifier: MnistClassifier, images: torch.Tensor) -> torch.Tensor:
+    """p(y | x): the classifier's softmax (N, 10) float64 for images (N, 1, 28, 28) in [-1, 1]
+    (what `inception_score_from_probs` takes)."""
+    device = next(classifier.parameters()).device
+    return _batched(lambda x: classifier(x.to(device)).double().softmax(1).cpu(), images)
+
+
 def accuracy(classifier: MnistClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of images the classifier labels as `labels` (for samples: the intended digit)."""
     if labels.shape != (images.shape[0],):
@@ -110,7 +117,7 @@ def gaussian_fit(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fid_from_features(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """FID between two sets of features (N, D) and (M, D), eq. (3.4)."""
+    """FID between two sets of features (N, D) and (M, D), eq. (3.4) = (6.1)."""
     return frechet_distance(*gaussian_fit(features_a), *gaussian_fit(features_b))
 
 
@@ -129,7 +136,7 @@ def _polynomial_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def mmd2_unbiased(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """The unbiased estimate of the squared maximum mean discrepancy with the KID kernel:
+    """The unbiased estimate of the squared maximum mean discrepancy with the KID kernel, eq. (6.3):
     mean of k(a, a') over pairs a != a', plus the same for b, minus 2 mean k(a, b).
     Its expectation is 0 when both sets come from the same distribution (it can go below 0)."""
     a, b = features_a.double(), features_b.double()
@@ -158,7 +165,7 @@ def kid_from_features(features_a: torch.Tensor, features_b: torch.Tensor, subset
 
 
 def inception_score_from_probs(probs: torch.Tensor) -> float:
-    """exp(mean over x of KL(p(y | x) || p(y))) with p(y) the mean of p(y | x) (Salimans et al.
+    """exp(mean over x of KL(p(y | x) || p(y))) with p(y) the mean of p(y | x), eq. (6.4) (Salimans et al.
     2016): from 1 (every sample the same blur of classes) to K (confident, all K classes equally)."""
     if probs.ndim != 2 or probs.shape[0] < 1 or (probs < 0).any() or not torch.allclose(probs.sum(1), torch.ones(probs.shape[0], dtype=probs.dtype), atol=1e-4):
         raise ValueError(f"need class probabilities (N, K) with rows summing to 1, got shape {tuple(probs.shape)}: apply softmax to logits first")
@@ -169,7 +176,7 @@ def inception_score_from_probs(probs: torch.Tensor) -> float:
 
 
 def precision_recall(real_features: torch.Tensor, fake_features: torch.Tensor, k: int = 3) -> tuple[float, float]:
-    """Improved precision and recall (Kynkaanniemi et al. 2019). Around each real point draw a
+    """Improved precision and recall, eq. (6.5) (Kynkaanniemi et al. 2019). Around each real point draw a
     ball reaching its k-th nearest real neighbour; precision is the share of fake points inside
     some real ball (quality). Recall swaps the roles (diversity: how much of the real data the
     samples cover)."""
@@ -199,7 +206,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float | torch.Tensor) -> torch.Te
 
 def perceptual_path_length(generate, features, noise_shape: tuple[int, ...], n: int = 200, epsilon: float = 1e-2,
                            seed: int = 0) -> float:
-    """Perceptual path length (Karras et al. 2019) of a deterministic generator, e.g. DDIM from
+    """Perceptual path length, eq. (6.6) (Karras et al. 2019), of a deterministic generator, e.g. DDIM from
     its starting noise: for random pairs of noises and a random t for each pair, the squared feature distance
     between generate(slerp(t)) and generate(slerp(t + epsilon)), divided by epsilon^2, averaged.
     Small means that a small move of the noise changes the picture a little: a smooth latent space.

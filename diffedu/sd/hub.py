@@ -1,0 +1,110 @@
+"""Where real Stable Diffusion comes from, and the offline fallback (chapter 05).
+
+Model ids on the Hugging Face Hub move: `runwayml/stable-diffusion-v1-5` was deleted in 2024,
+and courses that hard-code it break. The registry below lists, for each model the course
+uses, the ids to try in order. `load_text_to_image` picks the real model only when it can
+work (a CUDA GPU, the Hub reachable within a few seconds) and otherwise says so in one line
+and loads the course's own mini Stable Diffusion from data/checkpoints: the same pipeline
+class, the same calls.
+
+    DIFFEDU_SD=offline   always the mini model (no network traffic)
+    DIFFEDU_SD=online    try the real model even without a GPU (slow on a CPU: minutes per image)
+    DIFFEDU_SD=auto      the default: online only with a CUDA GPU and a reachable Hub
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from diffedu.online import HUB_URL, can_reach
+
+REGISTRY = {  # first id that loads wins; the mirrors hold the original weights
+    "sd-v1.5": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd-legacy/stable-diffusion-v1-5"),
+    "sd-v1.5-inpainting": ("stable-diffusion-v1-5/stable-diffusion-inpainting", "sd-legacy/stable-diffusion-inpainting"),
+}
+EXAMPLE_PROMPT = "a photo of an astronaut riding a horse on the moon"
+BACKEND_ENV_VAR = "DIFFEDU_SD"
+BACKENDS = ("auto", "online", "offline")
+
+
+@dataclass
+class LoadedPipeline:
+    """A pipeline, where it came from ("online: <model id>" or "offline: mini-sd"), and why."""
+
+    pipe: object
+    source: str
+    message: str
+
+    @property
+    def online(self) -> bool:
+        return self.source.startswith("online")
+
+
+def model_ids(kind: str) -> tuple[str, ...]:
+    """The Hub ids to try for a model kind, in order."""
+    if kind not in REGISTRY:
+        raise ValueError(f"unknown model kind {kind!r}: choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[kind]
+
+
+def choose_backend(device: torch.device, prefer: str | None = None, timeout: float = 3.0) -> tuple[str, str]:
+    """("online" or "offline", the reason in one line). `prefer` defaults to $DIFFEDU_SD or "auto"."""
+    device = torch.device(device)
+    prefer = (prefer or os.environ.get(BACKEND_ENV_VAR, "auto")).strip().lower()
+    if prefer not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV_VAR} / prefer must be one of {', '.join(BACKENDS)}, got {prefer!r}")
+    if prefer == "offline":
+        return "offline", "offline by choice (DIFFEDU_SD=offline)"
+    if prefer == "auto" and device.type != "cuda":
+        return "offline", f"no CUDA GPU ({device.type}): real Stable Diffusion would take minutes per image here"
+    if not can_reach(HUB_URL, timeout=timeout):
+        return "offline", f"the Hugging Face Hub is not reachable within {timeout:.0f} s"
+    return "online", f"{device.type} and the Hub are available"
+
+
+def load_text_to_image(kind: str = "sd-v1.5", device: torch.device | None = None, prefer: str | None = None,
+                       timeout: float = 3.0) -> LoadedPipeline:
+    """Real Stable Diffusion when it can work, else the course's mini model; never raises for
+    a missing network, and prints one line saying which it loaded and why."""
+    from diffedu.device import get_device
+    from diffedu.sd.memory import apply_settings, choose_settings
+    from diffedu.sd.mini import load_mini_sd
+
+    model_ids(kind)  # an unknown kind is an error online and offline
+    device = torch.device(device) if device is not None else get_device()
+    backend, reason = choose_backend(device, prefer, timeout)
+    if backend == "online":
+        pipeline_class = _pipeline_class(kind)
+        settings = choose_settings(device)
+        failures = []
+        for model_id in model_ids(kind):
+            try:
+                pipe = pipeline_class.from_pretrained(model_id, dtype=settings.dtype, safety_checker=None,
+                                                      requires_safety_checker=False)
+            except Exception as error:  # a moved id, a timeout, a gated model: try the next one
+                failures.append(f"{model_id}: {type(error).__name__}")
+                continue
+            apply_settings(pipe, settings)
+            loaded = LoadedPipeline(pipe, f"online: {model_id}", f"loaded {model_id} ({settings.reason})")
+            print(loaded.message)
+            return loaded
+        reason = "no registry id could be loaded (" + "; ".join(failures) + ")"
+    pipe = load_mini_sd(device)
+    if kind.endswith("inpainting"):
+        from diffusers import StableDiffusionInpaintPipeline
+
+        pipe = StableDiffusionInpaintPipeline(**pipe.components)
+        pipe.set_progress_bar_config(disable=True)
+    loaded = LoadedPipeline(pipe, "offline: mini-sd", f"using the course's mini Stable Diffusion: {reason}")
+    print(loaded.message)
+    return loaded
+
+
+def _pipeline_class(kind: str):
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+    model_ids(kind)  # checks the kind
+    return StableDiffusionInpaintPipeline if kind.endswith("inpainting") else StableDiffusionPipeline
