@@ -96,7 +96,7 @@ def load_text_to_image(kind: str = "sd-v1.5", device: torch.device | None = None
     if kind.endswith("inpainting"):
         from diffusers import StableDiffusionInpaintPipeline
 
-        pipe = StableDiffusionInpaintPipeline(**pipe.components)
+        pipe = StableDiffusionInpaintPipeline(**pipe.components, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
     loaded = LoadedPipeline(pipe, "offline: mini-sd", f"using the course's mini Stable Diffusion: {reason}")
     print(loaded.message)

@@ -312,6 +312,6 @@ def load_mini_sd(device: torch.device | str = "cpu", folder: Path | None = None)
     """The shipped mini Stable Diffusion, loaded with StableDiffusionPipeline.from_pretrained
     from disk only (no network), on `device`."""
     pipe = StableDiffusionPipeline.from_pretrained(mini_sd_folder(folder), local_files_only=True, safety_checker=None,
-                                                   requires_safety_checker=False)
+                                                   requires_safety_checker=False, low_cpu_mem_usage=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
