@@ -40,5 +40,6 @@ def random_captions(labels: torch.Tensor, generator: torch.Generator, drop_prob:
 
 
 def all_captions() -> list[str]:
-    """Every caption the templates can produce (80), plus the empty one: the tokenizer's corpus."""
+    """The empty caption, then every caption the templates can produce (80), template by template
+    with digits 0-9 in turn: index 1 + 10 * template + digit (the training table relies on this order)."""
     return [""] + [caption(label, template) for template in TEMPLATES for label in range(10)]

@@ -35,7 +35,7 @@ transformers_logging.set_verbosity_error()  # importing SD's pipeline warns that
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
 transformers_logging.set_verbosity(_verbosity)
 
-from diffedu.captions import EVAL_TEMPLATE, TEMPLATES, caption
+from diffedu.captions import EVAL_TEMPLATE, TEMPLATES, all_captions, caption
 from diffedu.checkpoints import CheckpointError, checkpoint_dir, hardware_description
 from diffedu.data import load_mnist
 from diffedu.latent_recipes import latent_scale_factor
@@ -147,8 +147,7 @@ def vae_loss_fn(kl_weight: float = VAE_KL_WEIGHT):
 def caption_table(tokenizer: CLIPTokenizer) -> torch.Tensor:
     """Token ids (1 + 10 * len(TEMPLATES), MAX_TOKENS): row 0 is the empty caption, row
     1 + 10 * template + digit the digit's caption with that template."""
-    prompts = [""] + [caption(digit, template) for template in TEMPLATES for digit in range(10)]
-    return tokenize(tokenizer, prompts)
+    return tokenize(tokenizer, all_captions())  # "" first, then template by template, digits 0-9
 
 
 def unet_loss_fn(schedule: NoiseSchedule, scaling_factor: float, captions: torch.Tensor, drop: float = CAPTION_DROP):
