@@ -18,7 +18,7 @@ import torch
 from diffedu.paths import DATA_ENV_VAR, data_dir
 
 MNIST_FILE = "mnist.npz"
-MNIST_SHA256 = "3e84e2deac2ffd7d5746b88c63f2ff1b3a146c234939ebb71b8ebaad4de7f449"
+MNIST_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"
 MNIST_SIZES = {"train": 60_000, "test": 10_000}
 _verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files already checked
 

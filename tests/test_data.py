@@ -15,8 +15,11 @@ def test_file_matches_its_documented_checks():
         assert arrays["x_train"].shape == (60000, 28, 28) and arrays["x_train"].dtype == np.uint8
         assert arrays["y_train"][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
         assert arrays["y_test"][:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
-        assert int(arrays["x_train"].sum(dtype=np.int64)) == 1561152060
-        assert int(arrays["x_test"].sum(dtype=np.int64)) == 263884107
+        assert int(arrays["x_train"].sum(dtype=np.int64)) == 1567298545
+        assert int(arrays["x_test"].sum(dtype=np.int64)) == 264923200
+        # exact pixels, not scaled by 255/256 (an earlier copy's maximum was 254)
+        assert arrays["x_train"].max() == 255 and arrays["x_test"].max() == 255
+        assert arrays["x_train"].mean() / 255 == pytest.approx(0.1306604762738429, abs=1e-15)
 
 
 def test_load_scales_to_minus_one_one_and_filters():
