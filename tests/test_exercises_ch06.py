@@ -5,49 +5,64 @@ import math
 import pytest
 import torch
 
-from diffedu.exercises import ExerciseError, ch06
+from diffedu.exercises import ExerciseResult, ch06
+from solutions import ch06 as reference
 
 
 def stub(*args):
     raise NotImplementedError
 
 
+def wrong_message(result: ExerciseResult) -> str:
+    assert isinstance(result, ExerciseResult) and result.status == "wrong" and not result, result
+    return result.message
+
+
 def test_stubs_are_not_attempted(capsys):
-    assert ch06.check_frechet_1d(stub) is False
-    assert ch06.check_inception_score(stub) is False
-    assert ch06.check_mmd2_unbiased(stub) is False
-    assert capsys.readouterr().out.count("not attempted yet") == 3
+    for result in (ch06.check_frechet_1d(stub), ch06.check_inception_score(stub), ch06.check_mmd2_unbiased(stub)):
+        assert result.status == "not attempted" and not result and "not attempted yet" in repr(result)
+    assert capsys.readouterr().out == ""
 
 
 def test_reference_solutions_pass():
-    assert ch06.check_frechet_1d(ch06.solution_frechet_1d) is True
-    assert ch06.check_frechet_1d(lambda m1, s1, m2, s2: (m1 - m2) ** 2 + (s1 - s2) ** 2) is True
-    assert ch06.check_frechet_1d(lambda m1, s1, m2, s2: torch.tensor((m1 - m2) ** 2 + (s1 - s2) ** 2)) is True
-    assert ch06.check_inception_score(ch06.solution_inception_score) is True
-    assert ch06.check_inception_score(lambda p: torch.tensor(ch06.solution_inception_score(p)).float()) is True
-    assert ch06.check_mmd2_unbiased(ch06.solution_mmd2_unbiased) is True
+    assert repr(ch06.check_frechet_1d(reference.solution_frechet_1d)) == "Exercise 6.1: correct"
+    assert ch06.check_frechet_1d(lambda m1, s1, m2, s2: (m1 - m2) ** 2 + (s1 - s2) ** 2)
+    assert ch06.check_frechet_1d(lambda m1, s1, m2, s2: torch.tensor((m1 - m2) ** 2 + (s1 - s2) ** 2))
+    assert ch06.check_inception_score(reference.solution_inception_score)
+    assert ch06.check_inception_score(lambda p: torch.tensor(reference.solution_inception_score(p)).float())
+    assert ch06.check_mmd2_unbiased(reference.solution_mmd2_unbiased)
+    assert math.isfinite(reference.solution_frechet_1d(0.0, 1.0, 1.0, 2.0))
 
 
-def test_wrong_answers_get_hints():
-    with pytest.raises(ExerciseError, match="squared distance"):
-        ch06.check_frechet_1d(lambda m1, s1, m2, s2: abs(m1 - m2) + abs(s1 - s2))
-    with pytest.raises(ExerciseError, match="not \\(var1 - var2\\)"):
-        ch06.check_frechet_1d(lambda m1, s1, m2, s2: (m1 - m2) ** 2 + (s1**2 - s2**2) ** 2)
-    with pytest.raises(ExerciseError, match="subtracts 2 sqrt"):
-        ch06.check_frechet_1d(lambda m1, s1, m2, s2: (m1 - m2) ** 2 + s1**2 + s2**2)
+def _mean_kl(probs):
+    marginal = probs.mean(0, keepdim=True)
+    return (probs * (probs.log() - marginal.log())).sum(1).mean().item()
 
-    def mean_kl(probs):
-        marginal = probs.mean(0, keepdim=True)
-        return (probs * (probs.log() - marginal.log())).sum(1).mean().item()
-    with pytest.raises(ExerciseError, match="exponential"):
-        ch06.check_inception_score(mean_kl)
-    with pytest.raises(ExerciseError, match="exp of the mean"):
-        ch06.check_inception_score(lambda p: (p * (p.log() - p.mean(0, keepdim=True).log())).sum(1).exp().mean().item())
 
-    def biased(a, b, kernel):
-        return (kernel(a, a).mean() + kernel(b, b).mean() - 2 * kernel(a, b).mean()).item()
-    with pytest.raises(ExerciseError, match="biased estimate"):
-        ch06.check_mmd2_unbiased(biased)
-    with pytest.raises(ExerciseError, match="a number"):
-        ch06.check_frechet_1d(lambda *args: "zero")
-    assert math.isfinite(ch06.solution_frechet_1d(0.0, 1.0, 1.0, 2.0))
+def _biased(a, b, kernel):
+    return (kernel(a, a).mean() + kernel(b, b).mean() - 2 * kernel(a, b).mean()).item()
+
+
+@pytest.mark.parametrize(
+    "checker, wrong, phrase",
+    [
+        (ch06.check_frechet_1d, lambda m1, s1, m2, s2: abs(m1 - m2) + abs(s1 - s2), "squared distance"),
+        (ch06.check_frechet_1d, lambda m1, s1, m2, s2: (m1 - m2) ** 2 + (s1**2 - s2**2) ** 2, "not (var1 - var2)"),
+        (ch06.check_frechet_1d, lambda m1, s1, m2, s2: (m1 - m2) ** 2 + s1**2 + s2**2, "subtracts 2 sqrt"),
+        (ch06.check_frechet_1d, lambda m1, s1, m2, s2: (m1 - m2) ** 2, "specialise (6.1) to 1-D"),
+        (ch06.check_frechet_1d, lambda *args: "zero", "a number"),
+        (ch06.check_frechet_1d, lambda *args: None, "returned None"),
+        (ch06.check_frechet_1d, lambda m1, s1, m2, s2: math.log(m1 - m2), "your code raised ValueError: math domain"),
+        (ch06.check_inception_score, _mean_kl, "exponential"),
+        (ch06.check_inception_score,
+         lambda p: (p * (p.log() - p.mean(0, keepdim=True).log())).sum(1).exp().mean().item(), "exp of the mean"),
+        (ch06.check_inception_score,
+         lambda p: (p.mean(0, keepdim=True) * (p.mean(0, keepdim=True).log() - p.log())).sum(1).mean().exp().item(),
+         "the KL runs from p(y | x) to p(y)"),
+        (ch06.check_inception_score, lambda p: p.max(1).values, "as one number"),
+        (ch06.check_mmd2_unbiased, _biased, "biased estimate"),
+        (ch06.check_mmd2_unbiased, lambda a, b, kernel: _biased(a, b, kernel) / 2, "within-set means over pairs"),
+    ],
+)
+def test_wrong_answers_get_their_hint(checker, wrong, phrase):
+    assert phrase in wrong_message(checker(wrong))

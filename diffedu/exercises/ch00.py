@@ -2,44 +2,60 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from diffedu.data import load_mnist, to_uint8
-from diffedu.exercises import ExerciseError, exercise, expect_tensor, require_answer
+from diffedu.exercises import ExerciseError, exercise, expect_tensor, expect_whole_number, reject_known_mistakes
+
+
+@functools.lru_cache(maxsize=2)
+def _label_counts(split: str) -> tuple[int, ...]:
+    """How many images of each digit 0..9 the split holds (loaded once: the checker may run often)."""
+    return tuple(torch.bincount(load_mnist(split).labels, minlength=10).tolist())
 
 
 @exercise("0.1")
 def check_count_sevens(answer) -> None:
     """Exercise 0.1: the number of 7s in the MNIST test set."""
-    require_answer(answer)
-    test_labels = load_mnist("test").labels
-    expected = int((test_labels == 7).sum())
-    if answer == int((load_mnist("train").labels == 7).sum()):
+    count = expect_whole_number(answer, "a count")
+    test_counts = _label_counts("test")
+    if count == test_counts[7]:
+        return
+    if count == _label_counts("train")[7]:
         raise ExerciseError("that is the count in the training set: use load_mnist('test')")
-    if answer != expected:
-        raise ExerciseError("count the labels equal to 7, e.g. `(load_mnist('test').labels == 7).sum()`")
+    if count == sum(test_counts):
+        raise ExerciseError("that is the size of the whole test set: count only the labels equal to 7")
+    if count in test_counts:
+        raise ExerciseError("that is the count of another digit: compare the labels with 7")
+    raise ExerciseError("count the labels equal to 7: a boolean mask `labels == 7` and `.sum()`")
 
 
 @exercise("0.2")
 def check_to_pixels(to_pixels) -> None:
     """Exercise 0.2: map [-1, 1] floats (N, 1, 28, 28) to uint8 pixels (N, 28, 28)."""
-    images = torch.linspace(-1.2, 1.2, 2 * 28 * 28).reshape(2, 1, 28, 28)
-    result = expect_tensor(to_pixels(images), (2, 28, 28), "the pixels")
+    images = torch.linspace(-1.2, 1.2, 2 * 28 * 28).reshape(2, 1, 28, 28)  # (N, 1, 28, 28), a little outside [-1, 1]
+    output = to_pixels(images.clone())
+    if isinstance(output, torch.Tensor) and tuple(output.shape) == (2, 1, 28, 28):
+        raise ExerciseError("drop the channel axis: (N, 1, 28, 28) -> (N, 28, 28), e.g. images[:, 0]")
+    result = expect_tensor(output, (2, 28, 28), "the pixels")
     if result.dtype != torch.uint8:
         raise ExerciseError(f"the result should be torch.uint8, got {result.dtype}: use .to(torch.uint8) after rounding")
     expected = torch.from_numpy(to_uint8(images))
-    if not torch.equal(result, expected):
-        worst = (result.int() - expected.int()).abs().max().item()
-        raise ExerciseError(
-            f"some pixels are off by up to {worst}. Map x to (x + 1) * 127.5, clamp to [-1, 1] "
-            "first, and round (not truncate) before converting"
-        )
-
-
-# Reference solutions (try first!)
-
-SOLUTION_0_1 = 1028
-
-
-def solution_to_pixels(images: torch.Tensor) -> torch.Tensor:
-    return ((images.clamp(-1, 1)[:, 0] + 1) * 127.5).round().to(torch.uint8)
+    if torch.equal(result, expected):
+        return
+    inside = images[:, 0].clamp(-1, 1)
+    mistakes = [
+        (((inside + 1) * 127.5).to(torch.uint8), "round to the nearest integer before converting: .to(torch.uint8) "
+         "truncates, so 254.9 would become 254"),
+        (((images[:, 0] + 1) * 127.5).round().to(torch.uint8), "clamp to [-1, 1] first: values outside the range "
+         "wrap around in uint8 (256 becomes 0)"),
+        ((inside * 127.5).round().to(torch.uint8), "shift before scaling: -1 -> 0 and 1 -> 255 is (x + 1) * 127.5"),
+        ((inside * 255).round().clamp(0, 255).to(torch.uint8), "shift before scaling: -1 -> 0 and 1 -> 255 is "
+         "(x + 1) * 127.5, not x * 255"),
+    ]
+    reject_known_mistakes(result.double(), [(m.double(), hint) for m, hint in mistakes], atol=0, rtol=0)
+    worst = (result.int() - expected.int()).abs().max().item()
+    raise ExerciseError(f"some pixels are off by up to {worst}. Clamp to [-1, 1], map x to (x + 1) * 127.5, and "
+                        "round (not truncate) before converting")

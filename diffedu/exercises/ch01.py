@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from diffedu.exercises import ExerciseError, exercise, expect_close, expect_tensor, require_answer
+from diffedu.exercises import (
+    ExerciseError, exercise, expect_close, expect_tensor, expect_whole_number, reject_known_mistakes, same,
+)
 from diffedu.schedules import make_schedule, q_sample
 
 
@@ -22,19 +24,9 @@ def _as_column(values: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1, 1, 1, 1)
 
 
-def _same(result: torch.Tensor, candidate: torch.Tensor | None) -> bool:
-    return candidate is not None and torch.allclose(result.double(), candidate.double(), atol=1e-5, rtol=1e-4)
-
-
-def _reject_known_mistakes(result: torch.Tensor, mistakes: list, opening: str) -> None:
-    """Raise the hint of the first typical mistake (candidate, hint) the result equals."""
-    for candidate, hint in mistakes:
-        if _same(result, candidate):
-            raise ExerciseError(f"{opening}. Hint: {hint}")
-
-
 def _call(function, *args) -> torch.Tensor:
-    """Run the learner's function; turn the two classic indexing/broadcasting crashes into hints."""
+    """Run the learner's function; turn the two classic indexing/broadcasting crashes into hints
+    (any other exception becomes a one-line hint in the `exercise` decorator)."""
     try:
         return function(*args)
     except IndexError as error:
@@ -71,7 +63,7 @@ def check_noising_step_batch(noising_step_batch) -> None:
         alpha_bar = torch.cumprod(alphas.double(), 0).float()
         beta_t, alpha_t = _as_column(betas[k]), _as_column(alphas[k])  # (B, 1, 1, 1) the paper's beta_t, alpha_t with t = k + 1
         expected = alpha_t.sqrt() * x_prev + beta_t.sqrt() * noise
-        if _same(result, expected):
+        if same(result, expected):
             continue
         if not torch.isfinite(result).all():
             raise ExerciseError("your x_t holds NaN or inf: is something negative under a square root?")
@@ -79,6 +71,12 @@ def check_noising_step_batch(noising_step_batch) -> None:
             (alpha_t * x_prev + beta_t * noise,
              "the coefficients multiply x_{t-1} and eps, so they are standard deviations: sqrt(alpha_t) and "
              "sqrt(1 - alpha_t) = sqrt(beta_t), not the variances alpha_t and beta_t"),
+            (alpha_t * x_prev + beta_t.sqrt() * noise,
+             "the noise term is right, but x_{t-1} needs a square root too: its coefficient is the standard "
+             "deviation sqrt(alpha_t), not alpha_t, so that the variances alpha_t + beta_t add up to 1"),
+            (alpha_t.sqrt() * x_prev + beta_t * noise,
+             "the x_{t-1} term is right, but the noise needs a square root too: its coefficient is the standard "
+             "deviation sqrt(1 - alpha_t) = sqrt(beta_t), not the variance beta_t"),
             (x_prev + beta_t.sqrt() * noise,
              "shrink x_{t-1} by sqrt(alpha_t) before adding the noise: without the shrink the variance grows "
              "by beta_t at every step instead of being pulled towards 1 (section 1)"),
@@ -91,7 +89,7 @@ def check_noising_step_batch(noising_step_batch) -> None:
              "off by one: in code, betas[k] is the variance of the noise added by code step k itself (0-indexed; "
              "the paper's beta_{k+1}), so use betas[k], not betas[k - 1]"),
         ]
-        _reject_known_mistakes(result, mistakes, "not quite")
+        reject_known_mistakes(result, mistakes)
         expect_close(
             result, expected,
             hint="follow eq. (1.2): x_t = sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) eps with alpha_t = 1 - betas[k], "
@@ -126,13 +124,13 @@ def check_skip_ahead(skip_ahead) -> None:
         result = expect_tensor(output, tuple(x_from.shape), "x_to")
         keep = alpha_bar[k_to] / alpha_bar_at(k_from)  # alphas[k_from + 1] * ... * alphas[k_to]
         expected = q_sample(x_from, k_to, noise, schedule) if k_from == -1 else jump(x_from, noise, keep)
-        if _same(result, expected):
+        if same(result, expected):
             continue
         if k_from == -1 and (
-            not torch.isfinite(result).all() or _same(result, jump(x_from, noise, alpha_bar[k_to] / alpha_bar[last]))
+            not torch.isfinite(result).all() or same(result, jump(x_from, noise, alpha_bar[k_to] / alpha_bar[last]))
         ):
             raise ExerciseError(
-                "not quite for k_from = -1. Hint: in Python alpha_bar[-1] is the LAST entry (the paper's alpha_bar_T, "
+                "for k_from = -1: in Python alpha_bar[-1] is the LAST entry (the paper's alpha_bar_T, "
                 "almost 0), not the clean data's alpha_bar_0 = 1. Handle k_from = -1 on its own: then x_from is the "
                 "clean x_0 and the answer is eq. (1.5)"
             )
@@ -160,7 +158,7 @@ def check_skip_ahead(skip_ahead) -> None:
              "off by one: the result is the sample after code step k_to, so it includes alphas[k_to]: use "
              "alpha_bar[k_to], not alpha_bar[k_to - 1]"),
         ]
-        _reject_known_mistakes(result, mistakes, f"not quite for {where}")
+        reject_known_mistakes(result, mistakes, opening=f"for {where}: ")
         expect_close(
             result, expected,
             hint=f"for {where}: the steps still to apply are code steps k_from+1..k_to; by the argument of eq. (1.5) "
@@ -172,14 +170,7 @@ def check_skip_ahead(skip_ahead) -> None:
 def check_first_snr_below_one(answer) -> None:
     """Exercise 1.3: the first code index k (the paper's t = k + 1) at which the linear schedule's
     SNR, eq. (1.6), is below 1."""
-    require_answer(answer)
-    if isinstance(answer, torch.Tensor):
-        if answer.numel() != 1:
-            raise ExerciseError(f"answer one timestep (an int), got a tensor of shape {tuple(answer.shape)}")
-        answer = answer.item()
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not float(answer).is_integer():
-        raise ExerciseError(f"a code timestep k is a whole number such as 17, got {answer!r}")
-    answer = int(answer)
+    answer = expect_whole_number(answer, "a code timestep k")
     snr = make_schedule("linear").snr  # (T,)
     expected = int(torch.nonzero(snr < 1)[0])
     if answer == expected:
@@ -203,21 +194,3 @@ def check_first_snr_below_one(answer) -> None:
         f"at code index k = {answer} the SNR ({snr[answer]:.4g}) is below 1, but it is not the first such k: look earlier. "
         "A boolean mask `schedule.snr < 1` and `.nonzero()` (or `.int().argmax()`) find the first True"
     )
-
-
-# Reference solutions (try first!)
-
-
-def solution_noising_step_batch(x_prev: torch.Tensor, k: torch.Tensor, noise: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-    alpha_t = (1 - betas[k]).reshape(-1, *[1] * (x_prev.ndim - 1))  # (B, 1, 1, 1) the paper's alpha_t, t = k + 1
-    return alpha_t.sqrt() * x_prev + (1 - alpha_t).sqrt() * noise  # eq. (1.2)
-
-
-def solution_skip_ahead(x_from: torch.Tensor, k_from: int, k_to: int, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    # the paper's r = k_from + 1 and t = k_to + 1; k_from = -1 is clean data, alpha_bar_0 = 1 (not alpha_bar[-1])
-    alpha_bar_from = alpha_bar[k_from] if k_from >= 0 else torch.ones((), dtype=alpha_bar.dtype)
-    keep = alpha_bar[k_to] / alpha_bar_from  # alphas[k_from + 1] * ... * alphas[k_to] = alpha_bar_t / alpha_bar_r
-    return keep.sqrt() * x_from + (1 - keep).sqrt() * noise
-
-
-SOLUTION_1_3 = 259  # the code index k; the paper's t = 260

@@ -93,6 +93,26 @@ def check_gaussian_eps_star(eps_star) -> None:
             )
         if _close(result, math.sqrt(1 - alpha_bar) * (x_t - mu) / variance):
             raise ExerciseError("the centre of q_t is sqrt(alpha_bar) * mu, not mu: the forward process (1.5) shrinks the data")
+        centred = x_t - math.sqrt(alpha_bar) * mu
+        if _close(result, (1 - alpha_bar) * centred / variance):
+            raise ExerciseError(
+                "a square root is missing: eq. (2.10) scales the score by the noise's standard deviation "
+                "sqrt(1 - alpha_bar), not by its variance 1 - alpha_bar"
+            )
+        if _close(result, math.sqrt(1 - alpha_bar) * (x_t - alpha_bar * mu) / variance):
+            raise ExerciseError(
+                "a square root is missing: (1.5) scales x_0 by sqrt(alpha_bar), so the centre of q_t is "
+                "sqrt(alpha_bar) * mu, not alpha_bar * mu"
+            )
+        if _close(result, math.sqrt(1 - alpha_bar) * centred / (alpha_bar * s + 1 - alpha_bar)):
+            raise ExerciseError(
+                "s is the data's standard deviation, so its variance is s^2: q_t's variance is alpha_bar s^2 + 1 - alpha_bar"
+            )
+        if _close(result, math.sqrt(1 - alpha_bar) * centred / math.sqrt(variance)):
+            raise ExerciseError(
+                "the score of a Gaussian divides by its variance alpha_bar s^2 + 1 - alpha_bar, not by its standard "
+                "deviation: grad log N(x; m, v I) = -(x - m) / v"
+            )
         raise ExerciseError(
             "not quite. Under (1.5), x_t ~ N(sqrt(alpha_bar) mu, (alpha_bar s^2 + 1 - alpha_bar) I). Take the "
             "score of that Gaussian, then apply eq. (2.10)"
@@ -131,24 +151,3 @@ def check_v_to_x0_and_eps(v_to_x0_and_eps) -> None:
             "with pred_x0 in hand, eq. (2.4) solved for the noise gives eps = (x_t - sqrt(alpha_bar) pred_x0) / "
             "sqrt(1 - alpha_bar); or rotate back directly: eps = sin x_t + cos v",
         )
-
-
-# Reference solutions (try first!)
-
-
-def solution_posterior_variance(betas: torch.Tensor) -> torch.Tensor:
-    alpha_bar = torch.cumprod(1 - betas, dim=0)  # eq. (1.4)
-    alpha_bar_prev = torch.cat([torch.ones(1, dtype=betas.dtype), alpha_bar[:-1]])  # alpha_bar_{t-1}; alpha_bar_0 = 1
-    return (1 - alpha_bar_prev) / (1 - alpha_bar) * betas  # eq. (2.3)
-
-
-def solution_gaussian_eps_star(x_t: torch.Tensor, alpha_bar: float, mu: torch.Tensor, s: float) -> torch.Tensor:
-    variance = alpha_bar * s**2 + 1 - alpha_bar  # q_t = N(sqrt(alpha_bar) mu, variance I)
-    score = -(x_t - math.sqrt(alpha_bar) * mu) / variance
-    return -math.sqrt(1 - alpha_bar) * score  # eq. (2.10)
-
-
-def solution_v_to_x0_and_eps(x_t: torch.Tensor, alpha_bar: float, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    pred_x0 = math.sqrt(alpha_bar) * x_t - math.sqrt(1 - alpha_bar) * v
-    eps = math.sqrt(1 - alpha_bar) * x_t + math.sqrt(alpha_bar) * v
-    return pred_x0, eps

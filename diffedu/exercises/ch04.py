@@ -7,7 +7,8 @@ import math
 
 import torch
 
-from diffedu.exercises import ExerciseError, exercise, expect_close, expect_tensor, require_answer
+from diffedu.exercises import ExerciseError, exercise, expect_close, expect_number, expect_tensor
+from diffedu.metrics import psnr
 from diffedu.models.vae import kl_to_standard_normal
 
 
@@ -54,32 +55,27 @@ def check_kl(kl) -> None:
     expect_close(zero, torch.zeros(2), "q = N(0, I) is the prior itself: the KL must be 0")
 
 
+def _psnr_of_mse(mse: float) -> float:
+    """The library's PSNR, eq. (4.6), of a reconstruction whose error on [0, 1] is the same at every pixel."""
+    image = torch.zeros(1, 1, 4, 4)  # in [-1, 1], as diffedu.metrics.psnr expects
+    off = image + 2 * math.sqrt(mse)  # [-1, 1] is twice as wide as [0, 1]
+    return psnr(image, off).item()
+
+
 @exercise("4.3")
 def check_psnr_answer(answer) -> None:
     """Exercise 4.3: the PSNR of a reconstruction with mean squared error 0.004 on [0, 1]."""
-    require_answer(answer)
-    expected = 10 * math.log10(1 / 0.004)  # 23.98
-    try:
-        answer = float(answer)  # also a 0-d tensor or a NumPy number
-    except (TypeError, ValueError):
-        raise ExerciseError(f"answer with a number of dB, got {type(answer).__name__}") from None
-    if abs(answer - 20 * math.log10(1 / 0.004)) < 0.1:
+    answer = expect_number(answer, "a number of dB")
+    expected = _psnr_of_mse(0.004)
+    if abs(answer - expected) <= 0.1:  # rounded by hand is fine
+        return
+    if abs(answer - 2 * expected) < 0.1:
         raise ExerciseError("PSNR is 10 log10(peak^2 / MSE): 10, not 20, when you start from the MSE (20 is for the RMSE)")
-    if abs(answer - math.log10(1 / 0.004)) < 0.1:
+    if abs(answer - expected / 10) < 0.01:
         raise ExerciseError("decibels: multiply log10(1 / MSE) by 10")
-    if abs(answer - expected) > 0.1:  # 24 (rounded by hand) is right too
-        raise ExerciseError("eq. (4.6): PSNR = 10 log10(1 / MSE) for images in [0, 1]")
-
-
-# Reference solutions (try first!)
-
-
-def solution_reparameterize(mean: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    return mean + torch.exp(0.5 * log_var) * eps
-
-
-def solution_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).flatten(1).sum(1)
-
-
-SOLUTION_4_3 = 10 * math.log10(1 / 0.004)
+    if abs(answer + expected) < 0.1:
+        raise ExerciseError("the sign: PSNR is 10 log10(1 / MSE), positive for an error smaller than the peak")
+    if abs(answer - _psnr_of_mse(0.004 / 4)) < 0.1:
+        raise ExerciseError("that uses a peak of 2, as for images in [-1, 1]; this image and its MSE are on [0, 1], "
+                            "so the peak is 1")
+    raise ExerciseError("eq. (4.6): PSNR = 10 log10(1 / MSE) for images in [0, 1]")
