@@ -14,12 +14,29 @@ One concept a module:
     report      a one-screen environment report
 """
 
-from diffedu.data import load_mnist
-from diffedu.device import autocast, get_device, randn, seed_everything
-from diffedu.fast import fast_or_full, is_fast_mode
-from diffedu.report import environment_report
-from diffedu.samplers import ddim_sample, ddim_step, ddpm_sample, ddpm_step, predict_x0_from_eps, q_posterior
-from diffedu.schedules import NoiseSchedule, make_schedule, q_sample
+from __future__ import annotations
+
+import importlib
+
+# The names below are imported on first use, so that `python -m diffedu --help` answers
+# without loading PyTorch. `diffedu.q_sample` works as usual.
+_EXPORTS = {
+    "load_mnist": "diffedu.data",
+    "autocast": "diffedu.device", "get_device": "diffedu.device", "randn": "diffedu.device",
+    "seed_everything": "diffedu.device",
+    "fast_or_full": "diffedu.fast", "is_fast_mode": "diffedu.fast",
+    "environment_report": "diffedu.report",
+    "ddim_sample": "diffedu.samplers", "ddim_step": "diffedu.samplers", "ddpm_sample": "diffedu.samplers",
+    "ddpm_step": "diffedu.samplers", "predict_x0_from_eps": "diffedu.samplers", "q_posterior": "diffedu.samplers",
+    "NoiseSchedule": "diffedu.schedules", "make_schedule": "diffedu.schedules", "q_sample": "diffedu.schedules",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'diffedu' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -1,113 +1,263 @@
-"""Command line: `python -m diffedu train NAME` and `python -m diffedu sample NAME`."""
+"""Command line: train, sample, evaluate and publish the course's named models.
+
+PyTorch is imported only once a command runs, so `python -m diffedu --help` answers at once.
+Every mistake in the arguments gets one line and exit code 2, checked before any work starts;
+Ctrl-C exits with 130 and keeps what was done (a training checkpoint, the samples drawn so far).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from diffedu.catalog import EVALUABLE, RECIPES, RECOMMENDED_GUIDANCE, SAMPLEABLE, SAMPLERS, default_run_dir
 
-from diffedu.checkpoints import CheckpointError
-from diffedu.data import MnistFileError, to_uint8
-from diffedu.recipes import SAMPLERS
-from diffedu.catalog import EVALUABLE, RECIPES, SAMPLEABLE, evaluate_recipe, load_sampler, train_recipe
+EXAMPLES = """examples:
+  python -m diffedu sample mnist-unet --out digits.npz      64 digits, 0-9 in turn, with the recommended guidance
+  python -m diffedu train mnist-unet                        train in runs/mnist-unet (run it again to resume)
+  python -m diffedu train mnist-unet --publish              ... and, once finished, replace data/checkpoints/mnist-unet
+"""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of minutes, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m diffedu", description="Train and sample the course's models.")
+    parser = argparse.ArgumentParser(prog="python -m diffedu", description="Train, sample and evaluate the course's models.",
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model and write data/checkpoints/NAME.{safetensors,json}",
-                                description="Train a model from scratch, or resume its run from the last checkpoint.")
+    train = commands.add_parser("train", help="train a model in runs/NAME (resumable); --publish copies it into data/checkpoints",
+                                description="Train a model from scratch, or resume its run from the last checkpoint. "
+                                            "Checkpoints and the model go to runs/NAME; the shipped model in "
+                                            "data/checkpoints is replaced only by a finished run, and only with --publish.")
     train.add_argument("name", choices=RECIPES, help="which model")
-    train.add_argument("--run-dir", type=Path, help="where periodic checkpoints go (default: runs/NAME); "
+    train.add_argument("--run-dir", type=Path, help="where checkpoints and the model go (default: runs/NAME); "
                        "run the same command again to resume from there")
-    train.add_argument("--out", type=Path, help="folder for the finished weights and model card (default: data/checkpoints)")
-    train.add_argument("--steps", type=int, help="total optimizer steps (default: the recipe's)")
-    train.add_argument("--budget-minutes", type=float, help="stop and save after this many minutes of training")
+    train.add_argument("--publish", action="store_true", help="once the run has finished, copy the model into data/checkpoints "
+                       "(atomically; the previous files are kept as *.bak until the new ones are in place)")
+    train.add_argument("--out", type=Path, help="like --publish, into this folder instead of data/checkpoints")
+    train.add_argument("--steps", type=positive_int, help="total optimizer steps (default: the recipe's)")
+    train.add_argument("--budget-minutes", type=positive_float, help="stop and save after this many minutes of this run; "
+                       "run the command again to continue (default: the recipe's)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
-    train.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    train.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
 
-    evaluate = commands.add_parser("evaluate", help="re-measure a shipped model into its model card",
+    publish = commands.add_parser("publish", help="copy a finished run's model into data/checkpoints",
+                                  description="Copy the finished model of runs/NAME into data/checkpoints (atomically), "
+                                              "without training again.")
+    publish.add_argument("name", choices=RECIPES, help="which model")
+    publish.add_argument("--from", dest="source", type=Path, help="the run folder (default: runs/NAME)")
+
+    evaluate = commands.add_parser("evaluate", help="re-measure a model into its model card",
                                    description="Diffusion models: FID, conditional accuracy and time per guidance scale. "
                                                "VAE: PSNR and SSIM of reconstructions of the whole test set.")
     evaluate.add_argument("name", choices=EVALUABLE, help="which model")
-    evaluate.add_argument("--n", type=int, default=1000, help="samples per measurement for diffusion models (default: 1000)")
-    evaluate.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    evaluate.add_argument("--n", type=positive_int, default=1000, help="samples per measurement for diffusion models (default: 1000)")
+    evaluate.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
+    evaluate.add_argument("--device", help="cpu, cuda or mps (default: the fastest there is)")
+    evaluate.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
 
-    sample = commands.add_parser("sample", help="draw samples from a shipped model into an .npz file",
+    sample = commands.add_parser("sample", help="draw samples from a model into an .npz file",
                                  description="Draw samples and write them to an .npz file: `images` uint8 (N, 28, 28) "
-                                             "and, for conditional samples, `labels` int64 (N,). Same seed, same output.")
+                                             "and, for conditional samples, `labels` int64 (N,). Same seed, same output. "
+                                             "By default the digits 0-9 in turn, with the model's recommended guidance.")
     sample.add_argument("name", choices=SAMPLEABLE, help="which model")
-    sample.add_argument("--n", type=int, default=64, help="how many samples (default: 64)")
+    sample.add_argument("--n", type=positive_int, default=64, help="how many samples (default: 64)")
     sample.add_argument("--sampler", choices=SAMPLERS, default="ddim",
-                        help="ddim (fast, --steps), heun (probability-flow ODE, chapter 07: 2 x steps - 2 model calls) or ddpm (ancestral: all 1000 steps by default, or --steps strided ones)")
+                        help="ddim (fast, --steps), heun (probability-flow ODE, chapter 07: 2 x steps - 2 model calls) or "
+                             "ddpm (ancestral: all 1000 steps by default, or ancestral sampling on --steps strided steps)")
     sample.add_argument("--steps", type=int, help="sampler steps (default: 50 for DDIM and Heun, 1000 for DDPM)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     which = sample.add_mutually_exclusive_group()
     which.add_argument("--label", type=int, help="draw only this digit (0-9)")
-    which.add_argument("--all-labels", action="store_true", help="draw the digits 0-9 in turn")
-    sample.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w (needs --label or --all-labels; default: 1.0 = none)")
-    sample.add_argument("--batch-size", type=int, default=500, help="samples computed at once (default: 500)")
+    which.add_argument("--all-labels", action="store_true", help="draw the digits 0-9 in turn (the default)")
+    which.add_argument("--unconditional", action="store_true", help="draw from the null class: any digit, no guidance")
+    sample.add_argument("--guidance", type=float, help="classifier-free guidance scale w (default: the model's recommended "
+                        f"{', '.join(f'{k} {v}' for k, v in RECOMMENDED_GUIDANCE.items())}; 1.0 = none)")
+    sample.add_argument("--batch-size", type=positive_int, default=500, help="samples computed at once (default: 500)")
     sample.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    sample.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
+    sample.add_argument("--device", help="cpu, cuda or mps (default: the fastest there is)")
+    sample.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     return parser
 
 
-def run_sample(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if args.n < 1:
-        parser.error(f"--n must be at least 1, got {args.n}")
+def check_output_file(path: Path, parser: argparse.ArgumentParser) -> None:
+    """Fail before any work if `path` cannot be written: a wrong suffix, a folder in its place,
+    or a file where a folder of its path should be."""
+    if path.suffix != ".npz":
+        parser.error(f"--out must name an .npz file, got {path}")
+    if path.is_dir():
+        parser.error(f"--out {path} is a folder: name a file inside it, e.g. {path / 'samples.npz'}")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            parser.error(f"--out {path} cannot be written: {parent} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--out {path} cannot be written: {error.strerror}")
+
+
+def check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.source is not None and not args.source.is_dir():
+        parser.error(f"--from {args.source} is not a folder: give the run folder, e.g. runs/{args.name}")
+
+
+def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Validate and complete `sample`'s options (defaults that depend on other options)."""
     if args.steps is None:
         args.steps = 1000 if args.sampler == "ddpm" else 50
     if not 1 <= args.steps <= 1000:
         parser.error(f"--steps must be in 1..1000, got {args.steps}")
     if args.label is not None and not 0 <= args.label <= 9:
         parser.error(f"--label must be a digit 0-9, got {args.label}")
-    if args.guidance != 1.0 and args.label is None and not args.all_labels:
-        parser.error("--guidance needs --label or --all-labels (guidance steers towards a class)")
-    if args.guidance < 0:
+    if args.unconditional and args.guidance not in (None, 1.0):
+        parser.error("--guidance needs digits to steer towards: drop --unconditional, or use --label or --all-labels")
+    if args.guidance is not None and args.guidance < 0:
         parser.error(f"--guidance must be >= 0, got {args.guidance}")
-    if args.out.suffix != ".npz":
-        parser.error(f"--out must name an .npz file, got {args.out}")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
+    if not args.unconditional and args.label is None and not args.all_labels:
+        args.all_labels = True
+        if args.guidance is None:
+            args.guidance = RECOMMENDED_GUIDANCE[args.name]
+            print(f"drawing the digits 0-9 in turn with guidance w = {args.guidance}, {args.name}'s recommended setting "
+                  "(--guidance to change it, --unconditional for unconditional samples)")
+    if args.guidance is None:
+        args.guidance = 1.0
+    check_output_file(args.out, parser)
+    check_source(args, parser)
 
-    draw = load_sampler(args.name)
+
+def run_sample(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from diffedu.catalog import load_sampler
+    from diffedu.data import to_uint8
+    from diffedu.recipes import SamplingInterrupted
+
+    draw = load_sampler(args.name, args.device, args.source)
     labels = None
     if args.label is not None:
         labels = torch.full((args.n,), args.label, dtype=torch.long)
     elif args.all_labels:
         labels = torch.arange(args.n, dtype=torch.long) % 10
     start = time.perf_counter()
-    images = draw(args.n, args.sampler, args.steps, args.seed, labels, args.guidance, args.batch_size)
+    code = 0
+    try:
+        images = draw(args.n, args.sampler, args.steps, args.seed, labels, args.guidance, args.batch_size)
+    except SamplingInterrupted as interrupted:
+        images, code = interrupted.samples, 130
     arrays = {"images": to_uint8(images)}
     if labels is not None:
-        arrays["labels"] = labels.numpy().astype(np.int64)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+        arrays["labels"] = labels[: len(images)].numpy().astype(np.int64)
+    if code and len(images) == 0:
+        print("interrupted before the first batch finished: nothing saved", file=sys.stderr)
+        return code
     np.savez_compressed(args.out, **arrays)
-    print(f"wrote {args.n} samples to {args.out} in {time.perf_counter() - start:.1f} s")
+    if code:
+        print(f"interrupted: saved the {len(images)} of {args.n} samples drawn so far to {args.out}", file=sys.stderr)
+    else:
+        print(f"wrote {args.n} samples to {args.out} in {time.perf_counter() - start:.1f} s")
+    return code
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from diffedu.catalog import publish_model, train_recipe
+    from diffedu.checkpoints import checkpoint_dir
+
+    run_dir = args.run_dir or default_run_dir(args.name)
+    target = args.out or (checkpoint_dir() if args.publish else None)
+    overrides = {k: v for k, v in {"steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed}.items()
+                 if v is not None}
+    try:
+        card = train_recipe(args.name, run_dir, run_dir, **overrides)
+    except KeyboardInterrupt:
+        print(f"interrupted: the last checkpoint is in {run_dir}; run the same command again to continue", file=sys.stderr)
+        return 130
+    if not card.get("finished"):
+        print(f"not finished (step {card.get('steps')}): the model so far is in {run_dir} (sample it with --from {run_dir}); "
+              "run the same command again to continue")
+        return 0
+    print(f"finished: {card['steps']} steps; the model and its card are in {run_dir}")
+    if target is not None:
+        publish_model(args.name, run_dir, target)
+        print(f"published to {target}")
+    else:
+        print(f"the course's copy in data/checkpoints is unchanged; `python -m diffedu publish {args.name}` replaces it")
+    return 0
+
+
+def run_publish(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from diffedu.catalog import publish_model
+    from diffedu.checkpoints import checkpoint_dir, read_model_card
+
+    source = args.source or default_run_dir(args.name)
+    card = read_model_card(args.name, source)
+    if not card:
+        parser.error(f"no finished model '{args.name}' in {source}: train it with `python -m diffedu train {args.name}`")
+    if not card.get("finished"):
+        parser.error(f"the run in {source} has not finished (step {card.get('steps')}): run "
+                     f"`python -m diffedu train {args.name}` again to continue it, then publish")
+    publish_model(args.name, source, checkpoint_dir())
+    print(f"published {args.name} from {source} to {checkpoint_dir()}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "threads", None):  # train and evaluate take --threads
+    if args.command == "sample":
+        check_sample_args(args, parser)
+    if args.command == "evaluate":
+        check_source(args, parser)
+
+    import torch
+
+    from diffedu.checkpoints import CheckpointError
+    from diffedu.data import MnistFileError
+    from diffedu.device import get_device
+
+    if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
+    if hasattr(args, "device"):
+        try:
+            args.device = get_device(args.device)
+        except ValueError as error:
+            parser.error(str(error))
     try:
         if args.command == "train":
-            overrides = {k: v for k, v in {"steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed}.items() if v is not None}
-            card = train_recipe(args.name, args.run_dir, args.out, **overrides)
-            print(f"done: {card['steps']} steps in {card['wall_time_minutes']} min; model card in {(args.out or 'data/checkpoints')}/{args.name}.json")
-        elif args.command == "evaluate":
-            evaluate_recipe(args.name, args.n)
-        else:
-            run_sample(args, parser)
+            return run_train(args)
+        if args.command == "publish":
+            return run_publish(args, parser)
+        if args.command == "evaluate":
+            from diffedu.catalog import evaluate_recipe
+
+            evaluate_recipe(args.name, args.n, args.source, args.device)
+            return 0
+        return run_sample(args)
     except (CheckpointError, MnistFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,16 +1,26 @@
 """Shipped model weights: safetensors files plus a JSON model card, in data/checkpoints/.
 
     data/checkpoints/mnist-unet.safetensors   the (EMA) weights; the model config in its metadata
-    data/checkpoints/mnist-unet.json          the model card: command, configs, time, hardware, metrics
+    data/checkpoints/mnist-unet.json          the model card: command, configs, time, hardware,
+                                              metrics, and the SHA-256 of every weights file
+
+Training writes to runs/NAME/; `publish` copies a finished model into data/checkpoints
+atomically. Loading checks the SHA-256 that the card records, so a damaged file is named
+instead of silently giving other samples, and warns when the card says the run is unfinished.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform
+import shutil
+import sys
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
@@ -53,6 +63,78 @@ def hardware_description() -> dict:
     return info
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def how_to_restore(name: str) -> str:
+    return (f"restore the course's copy with `git checkout -- data/checkpoints` (in your clone), or make it again "
+            f"with `python -m diffedu train {name}`")
+
+
+def record_sha256(card: dict, folder: Path, files: list[str]) -> None:
+    """Store the SHA-256 of each file (paths relative to folder) in card["sha256"]."""
+    card["sha256"] = {name: file_sha256(Path(folder) / name) for name in files}
+
+
+def verify_files(name: str, card: dict, folder: Path) -> None:
+    """Check every file the card lists under "sha256"; raise CheckpointError naming a damaged one."""
+    for relative, expected in card.get("sha256", {}).items():
+        path = Path(folder) / relative
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing (the model card of '{name}' lists it): {how_to_restore(name)}")
+        if file_sha256(path) != expected:
+            raise CheckpointError(f"{path} is damaged: its SHA-256 differs from the one in the model card of "
+                                  f"'{name}'. {how_to_restore(name).capitalize()}")
+
+
+def warn_if_unfinished(name: str, card: dict, where: Path) -> None:
+    """One line on stderr when the model card says training stopped before its last step."""
+    if card.get("finished") is False:
+        steps = card.get("train_config", {}).get("steps")
+        of = f" of {steps}" if steps else ""
+        print(f"warning: '{name}' in {where} is from an unfinished run (step {card.get('steps')}{of}): "
+              f"finish it with `python -m diffedu train {name}` (it resumes)", file=sys.stderr)
+
+
+def publish(files: list[str], source: Path, dest: Path | None = None) -> Path:
+    """Copy a finished model's files or folders (names relative to source) into dest (default
+    data/checkpoints) so that a reader never sees a half-written model: each is copied to a
+    temporary name first, the old one is kept as NAME.bak until every new one is in place,
+    then the backups are removed."""
+    dest = Path(dest) if dest is not None else checkpoint_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def remove(path: Path) -> None:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+    for name in files:  # 1. stage every copy beside its target
+        staged = dest / f".{name}.tmp"
+        remove(staged)
+        if (Path(source) / name).is_dir():
+            shutil.copytree(Path(source) / name, staged)
+        else:
+            shutil.copy2(Path(source) / name, staged)
+    backups = []
+    for name in files:  # 2. old -> NAME.bak, staged -> NAME (each a rename)
+        target, backup = dest / name, dest / f"{name}.bak"
+        if target.exists():
+            remove(backup)
+            os.replace(target, backup)
+            backups.append(backup)
+        os.replace(dest / f".{name}.tmp", target)
+    for backup in backups:  # 3. all new files are in place: drop the backups
+        remove(backup)
+    return dest
+
+
 def save_checkpoint(model: nn.Module, name: str, model_config: dict, card: dict, folder: Path | None = None) -> Path:
     """Write the model's weights (safetensors, config in its metadata) and its model card."""
     weights_path, card_path = checkpoint_paths(name, folder)
@@ -62,6 +144,7 @@ def save_checkpoint(model: nn.Module, name: str, model_config: dict, card: dict,
     card = {"name": name, "model_config": model_config, **card}
     card["weights_file"] = weights_path.name
     card["weights_bytes"] = weights_path.stat().st_size
+    record_sha256(card, weights_path.parent, [weights_path.name])
     write_model_card(name, card, folder)
     return weights_path
 
@@ -81,9 +164,27 @@ def read_checkpoint(name: str, folder: Path | None = None) -> tuple[dict[str, to
             f"restore it with `git checkout -- data/checkpoints`, or make it yourself with "
             f"`python -m diffedu train {name}`"
         )
-    with safe_open(str(weights_path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    card = read_model_card(name, folder)
+    verify_files(name, card, weights_path.parent)
+    warn_if_unfinished(name, card, weights_path.parent)
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{weights_path} is damaged and cannot be read ({str(error).splitlines()[0]}): "
+                              f"{how_to_restore(name)}") from None
     if "config" not in metadata:
         raise CheckpointError(f"{weights_path} has no model config in its metadata: was it saved by diffedu?")
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    return load_file(str(weights_path)), json.loads(metadata["config"]), card
+    return state, json.loads(metadata["config"]), card
+
+
+def read_model_card(name: str, folder: Path | None = None) -> dict:
+    """The JSON model card of a named checkpoint ({} if it has none)."""
+    _, card_path = checkpoint_paths(name, folder)
+    if not card_path.is_file():
+        return {}
+    try:
+        return json.loads(card_path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{card_path} is damaged ({error}): {how_to_restore(name)}") from None

@@ -12,20 +12,20 @@ it records which VAE it was trained on and refuses to load with another one.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from diffedu.checkpoints import CheckpointError, checkpoint_paths, read_checkpoint, save_checkpoint
+from diffedu.checkpoints import CheckpointError, checkpoint_paths, file_sha256, read_checkpoint, save_checkpoint
 from diffedu.data import load_mnist
 from diffedu.metrics import psnr, ssim
 from diffedu.models.unet import UNet, UNetConfig, count_parameters
 from diffedu.models.vae import VAE, VAEConfig, sample_posterior, vae_loss
 from diffedu.recipes import (
-    DiffusionSettings, build_unet, diffusion_loss_fn, evaluate_samples, model_card, sample_unet, unet_from_checkpoint,
+    DiffusionSettings, build_unet, diffusion_loss_fn, evaluate_samples, model_card, sample_unet, SamplingInterrupted, stop_if_interrupted,
+    unet_from_checkpoint,
 )
 from diffedu.schedules import NoiseSchedule, make_schedule
 from diffedu.train import TrainConfig, train
@@ -99,6 +99,7 @@ def train_mnist_vae(run_dir: Path, out_folder: Path | None = None, config: Train
     vae = VAE(model_config)
     print(f"VAE with {count_parameters(vae) / 1e6:.2f}M parameters")
     result = train(vae, vae_loss_fn(beta), (train_set.images,), config, run_dir)
+    stop_if_interrupted(result)
     vae = result.ema.cpu().eval()
     scaling_factor = latent_scale_factor(*encode_images(vae, train_set.images))
     metrics = reconstruction_metrics(vae, test_set.images)
@@ -122,8 +123,15 @@ def load_mnist_vae(device: torch.device | str = "cpu", folder: Path | None = Non
 
 
 def _weights_sha256(name: str, folder: Path | None) -> str:
-    weights_path, _ = checkpoint_paths(name, folder)
-    return hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    return file_sha256(checkpoint_paths(name, folder)[0])
+
+
+def vae_folder_for(folder: Path | None) -> Path | None:
+    """Where mnist-ldm in `folder` finds its VAE: beside it when a mnist-vae is there (a run
+    that trained both into one folder), else the shipped one (None)."""
+    if folder is not None and checkpoint_paths("mnist-vae", folder)[0].is_file():
+        return Path(folder)
+    return None
 
 
 # ---- latent diffusion -------------------------------------------------------------------
@@ -131,7 +139,7 @@ def _weights_sha256(name: str, folder: Path | None) -> str:
 
 def latent_diffusion_loss_fn(schedule: NoiseSchedule, settings: DiffusionSettings, scaling_factor: float):
     """loss_fn(model, (mean, log_var, labels), generator): draw z ~ q(z | x) by eq. (4.2),
-    scale it by eq. (4.8), then the chapter-03 loss, eq. (3.2), on the latents."""
+    scale it by eq. (4.8), then the chapter-03 loss, eq. (3.5), on the latents."""
     pixel_loss = diffusion_loss_fn(schedule, settings)
 
     def loss_fn(model: UNet, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
@@ -159,17 +167,28 @@ class LatentDiffusion:
         """n images (n, 1, 28, 28) in [-1, 1]: sample scaled latents with `sample_unet`, the
         predicted clean latent clamped to +-clip_z0 (see LATENT_CLIP), then decode z / scaling_factor.
         x_init: (n, 4, 7, 7) starting latent noise instead of drawing it from `seed`."""
-        latents = sample_unet(self.unet, self.schedule, n, sampler, steps, seed, labels, guidance, batch_size,
-                              progress=progress, spacing=spacing, clip_x0=clip_z0, x_init=x_init)  # (n, 4, 7, 7)
+        try:
+            latents = sample_unet(self.unet, self.schedule, n, sampler, steps, seed, labels, guidance, batch_size,
+                                  progress=progress, spacing=spacing, clip_x0=clip_z0, x_init=x_init)  # (n, 4, 7, 7)
+        except SamplingInterrupted as interrupted:  # decode the batches that were finished
+            raise SamplingInterrupted(self.decode(interrupted.samples)) from None
+        return self.decode(latents)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images (n, 1, 28, 28) in [-1, 1] from scaled latents (n, 4, 7, 7)."""
+        if len(latents) == 0:
+            return torch.empty(0, 1, 28, 28)
         return decode_latents(self.vae, latents / self.scaling_factor).clamp(-1, 1)
 
 
 def train_mnist_ldm(run_dir: Path, out_folder: Path | None = None, config: TrainConfig = MNIST_LDM_TRAIN,
                     model_config: UNetConfig = MNIST_LDM_MODEL, settings: DiffusionSettings = MNIST_LDM_DIFFUSION,
                     evaluate: bool = True) -> dict:
-    """Train the latent UNet on the latents of the VAE in out_folder (default: the shipped
-    one), resuming from run_dir; save EMA weights and model card."""
-    vae, scaling_factor, _ = load_mnist_vae(folder=out_folder)
+    """Train the latent UNet on the latents of the VAE in out_folder (if there is one there,
+    else the shipped one), resuming from run_dir; save EMA weights and model card."""
+    vae_folder = vae_folder_for(out_folder)
+    vae, scaling_factor, _ = load_mnist_vae(folder=vae_folder)
     train_set = load_mnist("train")
     start = time.perf_counter()
     mean, log_var = encode_images(vae, train_set.images)  # once: the VAE is frozen
@@ -179,15 +198,16 @@ def train_mnist_ldm(run_dir: Path, out_folder: Path | None = None, config: Train
     print(f"latent UNet with {count_parameters(unet) / 1e6:.2f}M parameters; training set encoded in {encode_seconds:.0f} s")
     loss_fn = latent_diffusion_loss_fn(schedule, settings, scaling_factor)
     result = train(unet, loss_fn, (mean, log_var, train_set.labels), config, run_dir)
+    stop_if_interrupted(result)
     model = LatentDiffusion(result.ema.cpu().eval(), schedule, vae, scaling_factor)
-    metrics = evaluate_ldm(model, n=1000, seed=0) if evaluate else {}
+    metrics = evaluate_ldm(model, n=1000, seed=0) if evaluate and result.finished else {}
     card = model_card("python -m diffedu train mnist-ldm", config, result, {
         "diffusion": settings.__dict__, "parameters": count_parameters(model.unet), "metrics": metrics,
         "encode_training_set_seconds": round(encode_seconds, 1),
         "notes": "EMA weights of the latent UNet; class 10 is the null class. Needs the mnist-vae checkpoint it was trained on.",
     })
     full_config = {"unet": model_config.to_dict(), "diffusion": settings.__dict__,
-                   "vae_sha256": _weights_sha256("mnist-vae", out_folder)}
+                   "vae_sha256": _weights_sha256("mnist-vae", vae_folder)}
     save_checkpoint(model.unet, "mnist-ldm", full_config, card, out_folder)
     return card
 
@@ -195,8 +215,9 @@ def train_mnist_ldm(run_dir: Path, out_folder: Path | None = None, config: Train
 def load_mnist_ldm(device: torch.device | str = "cpu", folder: Path | None = None) -> tuple[LatentDiffusion, dict]:
     """The shipped latent diffusion model (UNet + schedule + the VAE it was trained on) and its card."""
     state, config, card = read_checkpoint("mnist-ldm", folder)
-    vae, scaling_factor, _ = load_mnist_vae(device, folder)
-    if _weights_sha256("mnist-vae", folder) != config["vae_sha256"]:
+    vae_folder = vae_folder_for(folder)
+    vae, scaling_factor, _ = load_mnist_vae(device, vae_folder)
+    if _weights_sha256("mnist-vae", vae_folder) != config["vae_sha256"]:
         raise CheckpointError(
             "mnist-ldm was trained on the latents of a different mnist-vae than the one in the folder: "
             "retrain it with `python -m diffedu train mnist-ldm`, or restore both with `git checkout -- data/checkpoints`"

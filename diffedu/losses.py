@@ -1,5 +1,5 @@
 """The training objective: predict the noise (Ho et al. 2020, Algorithm 1), eq. (2.9),
-optionally weighted per timestep (Min-SNR, Hang et al. 2023), eq. (3.2)."""
+optionally weighted per timestep (Min-SNR, Hang et al. 2023), eq. (3.5)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ WEIGHTINGS = ("none", "min_snr")
 
 
 def timestep_weights(schedule: NoiseSchedule, t: torch.Tensor, weighting: str = "none", min_snr_gamma: float = 5.0) -> torch.Tensor:
-    """Per-sample loss weights (B,), eq. (3.2).
+    """Per-sample loss weights (B,), eq. (3.5).
 
     "none":    1 for every t (Ho et al.'s L_simple).
     "min_snr": min(SNR(t), gamma) / SNR(t): nearly clean steps (huge SNR), where predicting

@@ -2,7 +2,7 @@
 features (chapters 03 and 06).
 
 FID (Heusel et al. 2017) fits a Gaussian to the features of real and of generated images
-and measures the Frechet distance between the two, eq. (3.4):
+and measures the Frechet distance between the two, eq. (3.6):
 
     FID = ||mu_r - mu_g||^2 + tr(S_r) + tr(S_g) - 2 tr((S_r^{1/2} S_g S_r^{1/2})^{1/2})
 
@@ -94,7 +94,7 @@ def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
-    """Frechet distance between N(mu1, cov1) and N(mu2, cov2), eq. (3.4), in float64.
+    """Frechet distance between N(mu1, cov1) and N(mu2, cov2), eq. (3.6), in float64.
 
     tr((S1^{1/2} S2 S1^{1/2})^{1/2}) is computed from the eigenvalues of the symmetric PSD
     matrix S1^{1/2} S2 S1^{1/2}: stable, and never complex (unlike a general sqrtm of S1 S2).
@@ -117,7 +117,7 @@ def gaussian_fit(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fid_from_features(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """FID between two sets of features (N, D) and (M, D), eq. (3.4) = (6.1)."""
+    """FID between two sets of features (N, D) and (M, D), eq. (3.6) = (6.1)."""
     return frechet_distance(*gaussian_fit(features_a), *gaussian_fit(features_b))
 
 

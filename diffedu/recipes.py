@@ -10,14 +10,17 @@ the same functions. Chapter 04's VAE and latent model are in diffedu.latent_reci
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffedu.progress import tqdm
 
+from diffedu.catalog import SAMPLERS
 from diffedu.checkpoints import hardware_description, read_checkpoint, save_checkpoint
-from diffedu.data import load_mnist
+from diffedu.data import MNIST_FILE, MNIST_SHA256, load_mnist
 from diffedu.device import randn
 from diffedu.guidance import guided_noise_predictor
 from diffedu.losses import noise_prediction_loss
@@ -35,7 +38,7 @@ class DiffusionSettings:
 
     schedule: str = "cosine"  # noise schedule (chapter 01)
     num_steps: int = 1000  # T
-    weighting: str = "min_snr"  # loss weighting, eq. (3.2)
+    weighting: str = "min_snr"  # loss weighting, eq. (3.5)
     min_snr_gamma: float = 5.0
     label_drop: float = 0.1  # fraction of labels replaced by the null class, for guidance
 
@@ -47,7 +50,7 @@ MNIST_CLASSIFIER_TRAIN = TrainConfig(steps=1500, batch_size=128, lr=2e-3, warmup
 
 
 def diffusion_loss_fn(schedule: NoiseSchedule, settings: DiffusionSettings):
-    """loss_fn(model, (images, labels), generator) for `train`: eq. (3.2) with label dropout."""
+    """loss_fn(model, (images, labels), generator) for `train`: eq. (3.5) with label dropout."""
 
     def loss_fn(model: UNet, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         images, labels = batch
@@ -63,8 +66,23 @@ def diffusion_loss_fn(schedule: NoiseSchedule, settings: DiffusionSettings):
     return loss_fn
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a named model's training; its checkpoint is saved in the run folder."""
+
+
+def stop_if_interrupted(result) -> None:
+    """After `train`: a Ctrl-C ends the recipe here (the run folder has the checkpoint to resume)."""
+    if result.interrupted:
+        raise TrainingInterrupted(f"interrupted at step {result.step}")
+
+
+def data_record() -> dict:
+    """Which MNIST file a model was trained on (for its model card)."""
+    return {"file": MNIST_FILE, "sha256": MNIST_SHA256}
+
+
 def model_card(command: str, config: TrainConfig, result, extra: dict) -> dict:
-    """The model card of a finished training run: command, config, time, hardware, plus `extra`."""
+    """The model card of a training run: command, config, time, hardware, data, plus `extra`."""
     return {
         "command": command,
         "train_config": config.to_dict(),
@@ -75,6 +93,7 @@ def model_card(command: str, config: TrainConfig, result, extra: dict) -> dict:
         "final_loss_mean_last_100": round(sum(result.losses[-100:]) / max(1, len(result.losses[-100:])), 5),
         "hardware": hardware_description(),
         "trained_on": time.strftime("%Y-%m-%d"),
+        "data": data_record(),
         **extra,
     }
 
@@ -85,6 +104,7 @@ def train_mnist_classifier(run_dir: Path, out_folder: Path | None = None, config
     train_set, test_set = load_mnist("train"), load_mnist("test")
     model = MnistClassifier()
     result = train(model, classification_loss, (train_set.images, train_set.labels), config, run_dir)
+    stop_if_interrupted(result)
     classifier = result.ema.cpu().eval()
     test_accuracy = accuracy(classifier, test_set.images, test_set.labels)
     print(f"test accuracy {test_accuracy:.4f}")
@@ -115,8 +135,9 @@ def train_mnist_unet(
     model = build_unet(model_config)
     print(f"UNet with {count_parameters(model) / 1e6:.2f}M parameters")
     result = train(model, diffusion_loss_fn(schedule, settings), (train_set.images, train_set.labels), config, run_dir)
+    stop_if_interrupted(result)
     ema = result.ema.cpu().eval()
-    metrics = evaluate_unet(ema, schedule, n=1000, seed=0) if evaluate else {}
+    metrics = evaluate_unet(ema, schedule, n=1000, seed=0) if evaluate and result.finished else {}
     card = model_card("python -m diffedu train mnist-unet", config, result, {
         "diffusion": settings.__dict__,
         "parameters": count_parameters(ema),
@@ -143,7 +164,14 @@ def load_mnist_unet(device: torch.device | str = "cpu", folder: Path | None = No
     return (*unet_from_checkpoint(state, config, device), card)
 
 
-SAMPLERS = ("ddim", "heun", "ddpm")
+
+
+class SamplingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during sampling; `samples` holds the whole batches finished before it."""
+
+    def __init__(self, samples: torch.Tensor):
+        super().__init__(f"interrupted after {len(samples)} samples")
+        self.samples = samples
 
 
 @torch.no_grad()
@@ -186,6 +214,8 @@ def sample_unet(
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     if labels is None and guidance != 1.0:
         raise ValueError("guidance needs labels: pass the digits to draw (e.g. --label 7 or --all-labels)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     shape = (model.config.image_channels, model.config.image_size, model.config.image_size)
@@ -195,28 +225,36 @@ def sample_unet(
         x_init = randn((n, *shape), generator)
     elif tuple(x_init.shape) != (n, *shape):
         raise ValueError(f"x_init must have shape {(n, *shape)}, got {tuple(x_init.shape)}")
-    chunks = []
-    for start in range(0, n, batch_size):
-        count = min(batch_size, n - start)
-        if labels is not None:  # these digits, with guidance w
-            predictor = guided_noise_predictor(model, labels[start: start + count].to(device), guidance)
-        elif model.null_class is not None:  # a conditional model asked for "any digit": the null class
-            predictor = guided_noise_predictor(model, torch.full((count,), model.null_class, device=device), 1.0)
-        else:  # an unconditional model
-            predictor = model
-        batch_shape, batch_init = (count, *shape), x_init[start: start + count]
-        if sampler == "ddim" or (sampler == "ddpm" and steps < schedule.num_steps):
-            eta = 1.0 if sampler == "ddpm" else 0.0
-            out = ddim_sample(predictor, batch_shape, schedule, num_steps=steps, generator=generator, device=device,
-                              spacing=spacing, clip_x0=clip_x0, progress=progress, x_init=batch_init, eta=eta)
-        elif sampler == "heun":
-            out = probability_flow_sample(predictor, batch_shape, schedule, steps, "heun", generator, device, spacing,
-                                          clip_x0, x_init=batch_init, progress=progress)
-        else:
-            out = ddpm_sample(predictor, batch_shape, schedule, generator=generator, device=device, clip_x0=clip_x0,
-                              progress=progress, x_init=batch_init)
-        samples = out.samples if clip_x0 is None else out.samples.clamp(-clip_x0, clip_x0)
-        chunks.append(samples.cpu())
+    steps_per_batch = schedule.num_steps if sampler == "ddpm" and steps >= schedule.num_steps else steps
+    bar = tqdm(total=steps_per_batch * math.ceil(n / batch_size), desc=f"sampling {n} images ({sampler}, {steps} steps)",
+               unit="step", disable=not progress)
+    chunks = []  # finished batches, on the CPU
+    try:
+        for start in range(0, n, batch_size):
+            count = min(batch_size, n - start)
+            if labels is not None:  # these digits, with guidance w
+                predictor = guided_noise_predictor(model, labels[start: start + count].to(device), guidance)
+            elif model.null_class is not None:  # a conditional model asked for "any digit": the null class
+                predictor = guided_noise_predictor(model, torch.full((count,), model.null_class, device=device), 1.0)
+            else:  # an unconditional model
+                predictor = model
+            batch_shape, batch_init = (count, *shape), x_init[start: start + count]
+            if sampler == "ddim" or (sampler == "ddpm" and steps < schedule.num_steps):
+                eta = 1.0 if sampler == "ddpm" else 0.0
+                out = ddim_sample(predictor, batch_shape, schedule, num_steps=steps, generator=generator, device=device,
+                                  spacing=spacing, clip_x0=clip_x0, progress=False, x_init=batch_init, eta=eta, on_step=bar.update)
+            elif sampler == "heun":
+                out = probability_flow_sample(predictor, batch_shape, schedule, steps, "heun", generator, device, spacing,
+                                              clip_x0, x_init=batch_init, progress=False, on_step=bar.update)
+            else:
+                out = ddpm_sample(predictor, batch_shape, schedule, generator=generator, device=device, clip_x0=clip_x0,
+                                  progress=False, x_init=batch_init, on_step=bar.update)
+            samples = out.samples if clip_x0 is None else out.samples.clamp(-clip_x0, clip_x0)
+            chunks.append(samples.cpu())
+    except KeyboardInterrupt:
+        raise SamplingInterrupted(torch.cat(chunks) if chunks else x_init[:0]) from None
+    finally:
+        bar.close()
     return torch.cat(chunks)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
+from diffedu.progress import tqdm
 
 from diffedu.checks import broadcast_to_batch, check_finite, check_same_shape, check_timesteps
 from diffedu.device import autocast, randn
@@ -248,6 +248,7 @@ def ddpm_sample(
     capture_every: int | None = None,
     progress: bool = True,
     x_init: torch.Tensor | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> SampleOutput:
     """Draw samples with all T DDPM steps (Ho et al. 2020, Algorithm 2).
 
@@ -260,6 +261,7 @@ def ddpm_sample(
         capture_every: keep x_t and pred_x0 every this many steps (and the last) in the output.
         progress: show a progress bar.
         x_init: start from this x_T (of `shape`) instead of drawing it from the generator.
+        on_step: called after every step (e.g. to advance one progress bar over many batches).
     """
     schedule = schedule.to(device)
     x = _start(shape, generator, device, x_init)  # x_T ~ N(0, I)
@@ -272,6 +274,8 @@ def ddpm_sample(
         x = step.prev_sample
         if capture_every and (i % capture_every == 0 or t == 0):
             _capture(out, t, x, step.pred_x0)
+        if on_step is not None:  # e.g. advance an outer progress bar
+            on_step()
     out.samples = x
     return out
 
@@ -290,6 +294,7 @@ def ddim_sample(
     capture_every: int | None = None,
     progress: bool = True,
     x_init: torch.Tensor | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> SampleOutput:
     """Draw samples with `num_steps` DDIM steps (Song et al. 2021), eq. (2.7).
 
@@ -310,5 +315,7 @@ def ddim_sample(
         x = step.prev_sample
         if capture_every and (i % capture_every == 0 or t_prev < 0):
             _capture(out, t, x, step.pred_x0)
+        if on_step is not None:  # e.g. advance an outer progress bar
+            on_step()
     out.samples = x
     return out

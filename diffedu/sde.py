@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
+from diffedu.progress import tqdm
 
 from diffedu.checks import broadcast_to_batch, check_finite, check_same_shape
 from diffedu.device import randn
@@ -192,6 +192,7 @@ def probability_flow_sample(
     x_init: torch.Tensor | None = None,
     capture_every: int | None = None,
     progress: bool = True,
+    on_step: Callable[[], None] | None = None,
 ) -> SampleOutput:
     """Solve the probability-flow ODE (7.7) from x_T ~ N(0, I) down to clean data.
 
@@ -233,6 +234,8 @@ def probability_flow_sample(
         x = x_next
         if capture_every and (i % capture_every == 0 or t_prev < 0):
             _capture(out, t, x, pred_x0)  # the model's x_0 estimate at the start of the step
+        if on_step is not None:  # e.g. advance an outer progress bar
+            on_step()
     out.samples = x
     return out
 

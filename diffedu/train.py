@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from diffedu.progress import tqdm
 
 from diffedu.device import autocast_dtype, get_device
 
@@ -44,7 +44,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm
     ema_decay: float = 0.999  # EMA of the weights, with warm-up (1 + step) / (10 + step)
     checkpoint_every: int = 250  # steps between checkpoints
-    time_budget_minutes: float | None = None  # stop (and save) after this much training time
+    time_budget_minutes: float | None = None  # stop (and save) after this much training time in one call
     seed: int = 0
     allow_cpu_bf16: bool = False  # bfloat16 autocast on CPUs with native support
 
@@ -63,6 +63,7 @@ class TrainResult:
     elapsed_seconds: float = 0.0  # training time over all runs, resumed ones included
     images_per_second: float = 0.0  # in this call
     finished: bool = False  # reached config.steps (False: budget, interrupt)
+    interrupted: bool = False  # stopped by Ctrl-C (a checkpoint was saved)
     resumed_from: int = 0  # the step this call started at
 
 
@@ -121,6 +122,8 @@ def train(
         raise ValueError(f"data must be tensors with the same first dimension, got {[tuple(d.shape) for d in data]}")
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError(f"steps and batch_size must be positive, got {config.steps} and {config.batch_size}")
+    if config.time_budget_minutes is not None and not config.time_budget_minutes > 0:
+        raise ValueError(f"time_budget_minutes must be positive (or None for no budget), got {config.time_budget_minutes}")
     device = torch.device(device) if device is not None else get_device()
     data = [d.to(device) for d in data]
     model.to(device).train()
@@ -168,8 +171,9 @@ def train(
     bar = tqdm(total=config.steps, initial=start_step, desc="training", disable=not progress, dynamic_ncols=True)
     try:
         while step < config.steps:
-            if elapsed_before + time.perf_counter() - t_start >= budget:
-                print(f"time budget of {config.time_budget_minutes} min reached at step {step}")
+            if time.perf_counter() - t_start >= budget:  # the budget is per call: a resumed run gets a new one
+                print(f"time budget of {config.time_budget_minutes} min for this run reached at step {step} of "
+                      f"{config.steps}: saving a checkpoint; run the same command again to continue")
                 break
             step_rng_state = generator.get_state()  # to redo this step exactly after a Ctrl-C
             index = torch.randint(0, num_examples, (config.batch_size,), generator=generator).to(device)
@@ -197,6 +201,7 @@ def train(
             if step % config.checkpoint_every == 0:
                 save(step, elapsed_before + time.perf_counter() - t_start)
     except KeyboardInterrupt:
+        result.interrupted = True
         generator.set_state(step_rng_state)  # the unfinished step will be redone on resume
         print(f"interrupted at step {step}: saving a checkpoint; run the same command again to continue")
     finally:

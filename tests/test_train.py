@@ -75,6 +75,34 @@ def test_time_budget_stops_and_saves(tmp_path):
     assert state["step"] == result.step
 
 
+def test_budget_is_per_call_so_running_again_finishes(tmp_path):
+    """A budget that stops the first call must not stop the next one at once: each call
+    trains for up to its own budget, so running the command again always makes progress."""
+    from dataclasses import replace
+
+    slow = lambda model, batch, gen: (time.sleep(0.01), _loss(model, batch, gen))[1]
+    config = replace(CONFIG, steps=400, time_budget_minutes=0.25 / 60)  # a quarter of a second a call
+    steps_seen, result = [], None
+    for _ in range(200):
+        result = train(_model(), slow, _problem(), config, tmp_path, device="cpu", progress=False)
+        steps_seen.append(result.step)
+        if result.finished:
+            break
+    assert result.finished and result.step == 400
+    assert len(steps_seen) >= 3  # the budget did stop it several times
+    assert all(later > earlier for earlier, later in zip(steps_seen, steps_seen[1:]))  # every call made progress
+
+
+def test_non_positive_budget_is_an_error():
+    from dataclasses import replace
+
+    import pytest
+
+    for bad in (0, -1, -0.5):
+        with pytest.raises(ValueError, match="time_budget_minutes must be positive"):
+            train(_model(), _loss, _problem(), replace(CONFIG, time_budget_minutes=bad), device="cpu", progress=False)
+
+
 SCRIPT = textwrap.dedent(
     """
     import sys, time, torch

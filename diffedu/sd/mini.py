@@ -14,7 +14,7 @@ loop (diffedu.train):
 1. the VAE (AutoencoderKL) on MNIST, eq. (4.5) with a Gaussian reconstruction term;
 2. the UNet and the text encoder together on the VAE's latents, with random captions
    (diffedu.captions) and 10% empty captions for classifier-free guidance; the loss is the
-   course's noise-prediction loss (3.2) on Stable Diffusion's "scaled linear" schedule.
+   course's noise-prediction loss (3.5) on Stable Diffusion's "scaled linear" schedule.
 The result is saved with `StableDiffusionPipeline.save_pretrained` under
 data/checkpoints/mini-sd, with a model card (mini-sd.json).
 """
@@ -22,6 +22,7 @@ data/checkpoints/mini-sd, with a model card (mini-sd.json).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -36,9 +37,13 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 transformers_logging.set_verbosity(_verbosity)
 
 from diffedu.captions import EVAL_TEMPLATE, TEMPLATES, all_captions, caption
-from diffedu.checkpoints import CheckpointError, checkpoint_dir, hardware_description
+from diffedu.checkpoints import (
+    CheckpointError, checkpoint_dir, hardware_description, read_model_card, record_sha256, verify_files, warn_if_unfinished,
+    write_model_card,
+)
 from diffedu.data import load_mnist
 from diffedu.latent_recipes import latent_scale_factor
+from diffedu.recipes import data_record, stop_if_interrupted
 from diffedu.losses import noise_prediction_loss
 from diffedu.metrics import load_classifier, predict_labels
 from diffedu.models.unet import count_parameters
@@ -73,7 +78,7 @@ VAE_KL_WEIGHT = 0.01  # beta in eq. (4.5), per image, with the squared-error rec
 VAE_TRAIN = TrainConfig(steps=1200, batch_size=64, lr=1e-3, warmup_steps=100, ema_decay=0.998, time_budget_minutes=12)
 UNET_TRAIN = TrainConfig(steps=2200, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.998, time_budget_minutes=30)
 CAPTION_DROP = 0.1  # share of empty captions, for classifier-free guidance
-MIN_SNR_GAMMA = 5.0  # loss weighting (3.2)
+MIN_SNR_GAMMA = 5.0  # loss weighting (3.5)
 
 
 def pad_to_32(images: torch.Tensor) -> torch.Tensor:
@@ -152,7 +157,7 @@ def caption_table(tokenizer: CLIPTokenizer) -> torch.Tensor:
 
 def unet_loss_fn(schedule: NoiseSchedule, scaling_factor: float, captions: torch.Tensor, drop: float = CAPTION_DROP):
     """loss_fn(model, (mean, log_var, labels), generator): z ~ q(z | x) scaled by eq. (4.8), a
-    random caption per digit (empty with probability `drop`), then the loss (3.2)."""
+    random caption per digit (empty with probability `drop`), then the loss (3.5)."""
 
     def loss_fn(model: TextConditionedUNet, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         mean, log_var, labels = batch
@@ -218,6 +223,10 @@ def train_mini_sd(run_dir: Path, out_folder: Path | None = None, vae_config: Tra
     train_images = pad_to_32(load_mnist("train").images)
     print(f"stage 1: VAE, {count_parameters(vae) / 1e6:.2f}M parameters")
     vae_result = train(vae, vae_loss_fn(), (train_images,), vae_config, run_dir / "vae")
+    stop_if_interrupted(vae_result)
+    if not vae_result.finished:  # stage 2 needs the finished VAE: the next call resumes stage 1
+        return {"name": NAME, "finished": False, "steps": vae_result.step, "stage": "vae",
+                "train_config": vae_config.to_dict()}
     vae = vae_result.ema.cpu().eval()
     start = time.perf_counter()
     mean, log_var = encode_dataset(vae, train_images)
@@ -230,15 +239,18 @@ def train_mini_sd(run_dir: Path, out_folder: Path | None = None, vae_config: Tra
           f"parameters; latent scaling factor {scaling_factor:.4f}")
     loss_fn = unet_loss_fn(scaled_linear_schedule(), scaling_factor, caption_table(tokenizer))
     unet_result = train(model, loss_fn, (mean, log_var, load_mnist("train").labels), unet_config, run_dir / "unet")
+    stop_if_interrupted(unet_result)
     model = unet_result.ema.cpu().eval()
 
-    folder = Path(out_folder) if out_folder is not None else checkpoint_dir()
+    folder = Path(out_folder) if out_folder is not None else run_dir
     pipe = make_pipeline(vae, model.text_encoder, model.unet, tokenizer)
-    pipe.save_pretrained(folder / NAME, safe_serialization=True)
-    adherence = prompt_adherence(pipe)
-    print(f"prompt adherence (guidance 3, 20 steps): {adherence['per_digit']}, mean {adherence['mean']:.3f}")
+    save_pipeline(pipe, folder / NAME)
+    adherence = prompt_adherence(pipe) if unet_result.finished else {}
+    if adherence:
+        print(f"prompt adherence (guidance 3, 20 steps): {adherence['per_digit']}, mean {adherence['mean']:.3f}")
     card = {
         "name": NAME, "command": "python -m diffedu train mini-sd", "steps": unet_result.step,
+        "finished": unet_result.finished, "train_config": unet_config.to_dict(),
         "wall_time_minutes": round((vae_result.elapsed_seconds + unet_result.elapsed_seconds) / 60, 2),
         "stages": {
             "vae": {"train_config": vae_config.to_dict(), "steps": vae_result.step, "finished": vae_result.finished,
@@ -252,11 +264,22 @@ def train_mini_sd(run_dir: Path, out_folder: Path | None = None, vae_config: Tra
         "parameters": {"vae": count_parameters(vae), "text_encoder": count_parameters(model.text_encoder),
                        "unet": count_parameters(model.unet)},
         "prompt_adherence": adherence, "hardware": hardware_description(), "trained_on": time.strftime("%Y-%m-%d"),
+        "data": data_record(),
         "notes": "EMA weights of both stages; MNIST padded to 32 x 32; captions from diffedu.captions.",
     }
-    card["folder_bytes"] = sum(p.stat().st_size for p in (folder / NAME).rglob("*") if p.is_file())
-    (folder / f"{NAME}.json").write_text(json.dumps(card, indent=2) + "\n")
+    files = sorted(str(p.relative_to(folder)) for p in (folder / NAME).rglob("*") if p.is_file())
+    card["folder_bytes"] = sum((folder / f).stat().st_size for f in files)
+    record_sha256(card, folder, files)
+    write_model_card(NAME, card, folder)
     return card
+
+
+def save_pipeline(pipe: StableDiffusionPipeline, path: Path) -> None:
+    """save_pretrained, plus the tokenizer's vocab.json and merges.txt, which transformers 4
+    needs (transformers 5 saves only tokenizer.json, which transformers 4 cannot read alone)."""
+    pipe.save_pretrained(path, safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy2(TOKENIZER_FOLDER / name, Path(path) / "tokenizer" / name)
 
 
 @torch.no_grad()
@@ -288,11 +311,10 @@ def evaluate_mini_sd(folder: Path | None = None) -> dict:
     metrics["seconds_64_images_20_steps"] = round(time.perf_counter() - start, 2)
     metrics.update(threads=torch.get_num_threads(), measured_with=f"python -m diffedu evaluate {NAME}",
                    hardware=hardware_description())
-    card_path = (Path(folder) if folder is not None else checkpoint_dir()) / f"{NAME}.json"
-    card = json.loads(card_path.read_text())
+    card = read_model_card(NAME, folder)
     card["metrics"] = metrics
     card["evaluated_on"] = time.strftime("%Y-%m-%d")
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_model_card(NAME, card, folder)
     print(json.dumps(metrics, indent=2))
     return metrics
 
@@ -310,7 +332,11 @@ def mini_sd_folder(folder: Path | None = None) -> Path:
 def load_mini_sd(device: torch.device | str = "cpu", folder: Path | None = None) -> StableDiffusionPipeline:
     """The shipped mini Stable Diffusion, loaded with StableDiffusionPipeline.from_pretrained
     from disk only (no network), on `device`."""
-    pipe = StableDiffusionPipeline.from_pretrained(mini_sd_folder(folder), local_files_only=True, safety_checker=None,
+    path = mini_sd_folder(folder)
+    card = read_model_card(NAME, path.parent)
+    verify_files(NAME, card, path.parent)
+    warn_if_unfinished(NAME, card, path.parent)
+    pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, safety_checker=None,
                                                    requires_safety_checker=False, low_cpu_mem_usage=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
