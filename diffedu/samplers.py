@@ -258,7 +258,11 @@ def ddpm_sample(
         schedule: the schedule the model was trained with.
         generator: a seeded CPU generator; all noise comes from it (same seed, same samples
             on every device).
-        capture_every: keep x_t and pred_x0 every this many steps (and the last) in the output.
+        capture_every: record every this many steps (and the last one) in the output. For recorded
+            step i: timesteps[i] is the step's code index k (the paper's t = k + 1); trajectory[i] is
+            the step's OUTPUT, x_{t-1}; pred_x0_trajectory[i] is the estimate of x_0 made from the
+            step's INPUT, x_t. So the input of step i is trajectory[i - 1] when capture_every=1
+            (x_T for i = 0).
         progress: show a progress bar.
         x_init: start from this x_T (of `shape`) instead of drawing it from the generator.
         on_step: called after every step (e.g. to advance one progress bar over many batches).
@@ -302,6 +306,9 @@ def ddim_sample(
         num_steps: how many model evaluations (1..T).
         eta: 0 for deterministic DDIM, up to 1.
         spacing: "leading" or "trailing" (see `ddim_timesteps`).
+        capture_every: as in `ddpm_sample`: trajectory[i] is the step's OUTPUT (x at the next
+            timestep visited, or clean data after the last step) and pred_x0_trajectory[i] comes
+            from its INPUT x_t, at code index timesteps[i].
     """
     schedule = schedule.to(device)
     timesteps = ddim_timesteps(schedule.num_steps, num_steps, spacing)

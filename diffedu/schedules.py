@@ -143,7 +143,7 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor, sched
 
     Args:
         x0: clean data, shape (B, ...), e.g. (B, 1, 28, 28) in [-1, 1].
-        t: timesteps in [0, T-1], an int or shape (B,).
+        t: timesteps in [0, T-1], an int or shape (B,): the code index k, the paper's t = k + 1.
         noise: eps, the same shape as x0.
         schedule: the noise schedule.
     Returns:
