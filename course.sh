@@ -1,58 +1,149 @@
 #!/usr/bin/env bash
 # One command to set up the diffedu course and use it.
 #
-#   ./course.sh lab     set up (first time only) and open the course in JupyterLab
-#   ./course.sh test    set up (first time only) and run the whole test suite in fast mode
-#   ./course.sh setup   only set up: a virtual environment in .venv with everything installed
+#   ./course.sh lab           set up (first time only) and open the course in JupyterLab
+#   ./course.sh test          set up (first time only) and run the whole test suite in fast mode
+#   ./course.sh setup         only set up: a virtual environment in .venv with everything installed
+#   ./course.sh setup --cpu   the same, with PyTorch's CPU-only build (much smaller; for machines without an NVIDIA GPU)
+#   ./course.sh lock          write requirements-lock.txt from .venv (after the tests passed with DIFFEDU_LATEST=1)
+#   ./course.sh test-lowest   run the Stable Diffusion tests and chapter 05 with the oldest supported
+#                             Hugging Face versions (requirements-lowest.txt), in .venv-lowest
 #
 # Settings (environment variables):
-#   PYTHON        the Python to build .venv from (default: python3; needs 3.10 or newer)
-#   DIFFEDU_TORCH the torch requirement installed first (default: torch==2.13.0)
-#   DIFFEDU_VENV  where the virtual environment goes (default: .venv)
+#   PYTHON          the Python to build .venv from (default: python3; needs 3.10 or newer)
+#   DIFFEDU_TORCH   the torch requirement installed first (default: torch==2.13.0)
+#   DIFFEDU_LATEST  1: install the newest versions pyproject.toml allows instead of requirements-lock.txt
+#   DIFFEDU_VENV    where the virtual environment goes (default: .venv)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
-TORCH_SPEC=${DIFFEDU_TORCH:-torch==2.13.0}
+DEFAULT_TORCH="torch==2.13.0"
+TORCH_CPU_INDEX=${DIFFEDU_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 VENV=${DIFFEDU_VENV:-.venv}
-STAMP="$VENV/.diffedu-installed"
+LOCK=requirements-lock.txt
+LOWEST=requirements-lowest.txt
 
 fail() { echo "course.sh: $*" >&2; exit 1; }
 
-setup() {
+make_venv() {  # make_venv DIR
     command -v "$PYTHON" >/dev/null || fail "no '$PYTHON' found: install Python 3.10 or newer, or set PYTHON=/path/to/python3"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
         || fail "$("$PYTHON" --version 2>&1) is too old: the course needs Python 3.10 or newer (set PYTHON=...)"
-    if [ ! -x "$VENV/bin/python" ]; then
-        echo "==> creating a virtual environment in $VENV"
-        "$PYTHON" -m venv "$VENV" || fail "could not create $VENV (on Debian/Ubuntu: apt install python3-venv)"
+    if [ ! -x "$1/bin/python" ]; then
+        echo "==> creating a virtual environment in $1"
+        "$PYTHON" -m venv "$1" || fail "could not create $1 (on Debian/Ubuntu: apt install python3-venv)"
     fi
-    local wanted
-    wanted="$(cat pyproject.toml) $TORCH_SPEC"
-    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ]; then
-        return 0  # already installed for this pyproject.toml
+}
+
+reachable() {  # reachable URL: answers within 5 s?
+    "$PYTHON" - "$1" <<'PY' >/dev/null 2>&1
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1], timeout=5)
+PY
+}
+
+torch_args() {  # the pip arguments that install PyTorch (one per line)
+    if [ -n "${DIFFEDU_TORCH:-}" ]; then
+        printf '%s\n' $DIFFEDU_TORCH
+    elif [ "${CPU_ONLY:-0}" = 1 ]; then
+        if reachable "$TORCH_CPU_INDEX/"; then
+            printf '%s\n' "$DEFAULT_TORCH" --index-url "$TORCH_CPU_INDEX"
+        else
+            echo "course.sh: PyTorch's CPU-only index ($TORCH_CPU_INDEX) cannot be reached: installing the default build instead" >&2
+            printf '%s\n' "$DEFAULT_TORCH"
+        fi
+    else
+        printf '%s\n' "$DEFAULT_TORCH"
     fi
-    echo "==> installing PyTorch first ($TORCH_SPEC)"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC"
-    echo "==> installing the course and its test tools"
-    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
-    printf '%s' "$wanted" > "$STAMP"
+}
+
+setup() {
+    make_venv "$VENV"
+    local stamp="$VENV/.diffedu-installed" wanted mode
+    mode=$([ "${DIFFEDU_LATEST:-0}" = 1 ] && echo latest || echo lock)
+    wanted="$(cat pyproject.toml "$LOCK") ${DIFFEDU_TORCH:-} cpu=${CPU_ONLY:-0} $mode"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+        return 0  # already installed for this pyproject.toml and lock file
+    fi
+    local pip=("$VENV/bin/python" -m pip)
+    "${pip[@]}" install --quiet --upgrade pip
+    local torch
+    mapfile -t torch < <(torch_args)
+    echo "==> installing PyTorch first (${torch[*]})"
+    "${pip[@]}" install --quiet "${torch[@]}"
+    if [ "$mode" = lock ] && echo "==> installing the course's tested versions ($LOCK)" \
+            && "${pip[@]}" install --quiet -r "$LOCK"; then
+        "${pip[@]}" install --quiet --no-deps -e .
+    else
+        [ "$mode" = lock ] && echo "course.sh: $LOCK does not install here (it was made on Linux with $(sed -n 's/^# python: //p' "$LOCK")): installing the newest allowed versions instead" >&2
+        echo "==> installing the course with the newest versions pyproject.toml allows"
+        "${pip[@]}" install --quiet -e ".[lab,test]"
+    fi
+    printf '%s' "$wanted" > "$stamp"
+    if git rev-parse --git-dir >/dev/null 2>&1; then  # notebooks run in JupyterLab stay clean in git
+        { "$VENV/bin/python" -m nbstripout --install && git config filter.nbstripout.extrakeys "metadata.language_info"; } \
+            || echo "course.sh: could not install the nbstripout git filter (notebooks you run will show as changed)" >&2
+    fi
     echo "==> set-up done"
 }
 
-case "${1:-}" in
+lock() {
+    [ -x "$VENV/bin/python" ] || fail "no $VENV yet: run DIFFEDU_LATEST=1 ./course.sh test first, then lock what passed"
+    {
+        echo "# The exact versions the test suite passed with; ./course.sh setup installs these (DIFFEDU_LATEST=1: the newest allowed)."
+        echo "# Made by './course.sh lock' on $(date -u +%Y-%m-%d). PyTorch is not listed: course.sh installs it first."
+        echo "# python: $("$VENV/bin/python" -c 'import platform; print(platform.python_version(), platform.machine())')"
+        "$VENV/bin/python" -m pip freeze --exclude-editable --all \
+            | grep -viE '^(torch|triton|nvidia-[a-z0-9-]+|pip|setuptools|wheel|diffedu)([=@ ]|$)' | LC_ALL=C sort -f
+    } > "$LOCK.tmp"
+    mv "$LOCK.tmp" "$LOCK"
+    echo "==> wrote $LOCK ($(grep -vc '^#' "$LOCK") packages)"
+}
+
+test_lowest() {
+    local venv=.venv-lowest pip
+    make_venv "$venv"
+    pip=("$venv/bin/python" -m pip)
+    if [ ! -f "$venv/.diffedu-installed" ] || [ "$(cat "$venv/.diffedu-installed")" != "$(cat pyproject.toml "$LOWEST")" ]; then
+        local torch
+        mapfile -t torch < <(torch_args)
+        echo "==> installing PyTorch (${torch[*]}) and the oldest supported versions ($LOWEST) into $venv"
+        "${pip[@]}" install --quiet "${torch[@]}"
+        "${pip[@]}" install --quiet -c "$LOWEST" -e ".[test]"
+        cat pyproject.toml "$LOWEST" > "$venv/.diffedu-installed"
+    fi
+    "$venv/bin/python" - "$LOWEST" <<'PY'
+import sys
+from importlib.metadata import version
+pins = dict(line.split("==") for line in open(sys.argv[1]) if "==" in line and not line.startswith("#"))
+wrong = {name: version(name) for name, pinned in pins.items() if version(name) != pinned.strip()}
+if wrong:
+    sys.exit(f"course.sh: .venv-lowest does not hold the versions of {sys.argv[1]}: {wrong}")
+print("==> oldest versions:", ", ".join(f"{n} {v.strip()}" for n, v in pins.items()))
+PY
+    echo "==> running the Stable Diffusion tests and chapter 05 with them (fast mode)"
+    DIFFEDU_FAST=1 "$venv/bin/python" -m pytest tests/test_sd.py chapters/05_stable_diffusion.ipynb "$@"
+}
+
+command=${1:-}
+[ $# -gt 0 ] && shift
+case "$command" in
     setup)
+        [ "${1:-}" = --cpu ] && CPU_ONLY=1
         setup ;;
     lab)
         setup
         exec "$VENV/bin/jupyter" lab chapters/00_setup.ipynb ;;
     test)
         setup
-        shift
         echo "==> running the tests (fast mode: DIFFEDU_FAST=1)"
         DIFFEDU_FAST=1 exec "$VENV/bin/python" -m pytest "$@" ;;
+    lock)
+        lock ;;
+    test-lowest)
+        test_lowest "$@" ;;
     *)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 2 ;;
 esac

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--from", dest="source", type=Path, help="the run folder (default: runs/NAME)")
 
     evaluate = commands.add_parser("evaluate", help="re-measure a model into its model card",
-                                   description="Diffusion models: FID, conditional accuracy and time per guidance scale. "
+                                   description="Diffusion models: FID, conditional accuracy and time per guidance scale; the classifier: test accuracy. "
                                                "VAE: PSNR and SSIM of reconstructions of the whole test set.")
     evaluate.add_argument("name", choices=EVALUABLE, help="which model")
     evaluate.add_argument("--n", type=positive_int, default=1000, help="samples per measurement for diffusion models (default: 1000)")

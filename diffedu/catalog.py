@@ -20,7 +20,7 @@ from pathlib import Path
 
 RECIPES = ("mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd")
 SAMPLEABLE = ("mnist-unet", "mnist-ldm")  # diffusion models: `sample` and `evaluate`
-EVALUABLE = ("mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd")
+EVALUABLE = ("mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd")
 SAMPLERS = ("ddim", "heun", "ddpm")
 # The guidance scale with the lowest FID in each model's evaluation (w = 1, 1.5, 2; model cards).
 RECOMMENDED_GUIDANCE = {"mnist-unet": 1.5, "mnist-ldm": 1.5}
@@ -102,7 +102,8 @@ def load_sampler(name: str, device=None, folder: Path | None = None) -> Callable
 def evaluate_recipe(name: str, n: int = 1000, folder: Path | None = None, device=None) -> dict:
     """Re-measure a model (default: the shipped one) and write the metrics into its model card:
     FID, accuracy and time for the diffusion models, PSNR and SSIM on the whole test set for
-    the VAE; for mini-sd, prompt adherence, its VAE's reconstructions and the time of 64 images."""
+    the VAE, test accuracy for the classifier; for mini-sd, prompt adherence, its VAE's
+    reconstructions and the time of 64 images."""
     from diffedu.checkpoints import hardware_description, write_model_card
 
     device = device or "cpu"
@@ -120,6 +121,17 @@ def evaluate_recipe(name: str, n: int = 1000, folder: Path | None = None, device
 
         model, card = load_mnist_ldm(device, folder)
         metrics = evaluate_ldm(model, n=n, seed=0)
+    elif name == "mnist-classifier":
+        from diffedu.data import load_mnist
+        from diffedu.metrics import MnistClassifier, accuracy
+        from diffedu.checkpoints import read_checkpoint
+
+        state, _, card = read_checkpoint(name, folder)
+        classifier = MnistClassifier()
+        classifier.load_state_dict(state)
+        test = load_mnist("test")
+        metrics = {"test_accuracy": round(accuracy(classifier.to(device).eval(), test.images, test.labels), 4)}
+        print(metrics)
     elif name == "mnist-vae":
         from diffedu.data import load_mnist
         from diffedu.latent_recipes import load_mnist_vae, reconstruction_metrics
