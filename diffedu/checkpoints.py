@@ -11,7 +11,6 @@ instead of silently giving other samples, and warns when the card says the run i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from diffedu.data import sha256_of as file_sha256  # noqa: F401 (also used by callers)
 from diffedu.paths import data_dir
 
 
@@ -61,14 +61,6 @@ def hardware_description() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def how_to_restore(name: str) -> str:

@@ -178,3 +178,14 @@ def test_mini_sd_with_a_flipped_byte_is_named(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"unet/diffusion_pytorch_model\.safetensors is damaged"):
         load_mini_sd(folder=tmp_path)
+
+
+def test_mini_sd_tokenizer_ships_the_files_transformers_4_reads():
+    """transformers 5 saves only tokenizer.json, which transformers 4 cannot load alone
+    (CLIPTokenizer gets None); vocab.json and merges.txt are read by both."""
+    folder = checkpoint_dir() / "mini-sd" / "tokenizer"
+    from diffedu.sd.mini import TOKENIZER_FOLDER
+
+    for name in ("vocab.json", "merges.txt"):  # the files the course's tokenizer is built from
+        assert (folder / name).read_bytes() == (TOKENIZER_FOLDER / name).read_bytes(), f"mini-sd's tokenizer lacks {name}"
+    # that transformers 4 loads the pipeline with them: `./course.sh test-lowest` (tests/test_sd.py there)

@@ -76,7 +76,7 @@ def test_heun_sampler_differs_from_ddim_and_is_reproducible(tiny_model_dir, tmp_
         (["--label", "12"], "--label must be a digit 0-9"),
         (["--sampler", "ddpm", "--steps", "2000"], "--steps must be in 1..1000"),
         (["--steps", "0"], "--steps must be in 1..1000"),
-        (["--n", "0"], "--n must be at least 1"),
+        (["--n", "0"], "--n: must be at least 1, got 0"),
         (["--label", "3", "--all-labels"], "not allowed with argument"),
         (["--unconditional", "--guidance", "2"], "--guidance needs digits to steer towards"),
         (["--sampler", "euler"], "invalid choice"),
