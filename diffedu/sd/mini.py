@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
@@ -34,6 +35,7 @@ from transformers.utils import logging as transformers_logging
 _verbosity = transformers_logging.get_verbosity()
 transformers_logging.set_verbosity_error()  # importing SD's pipeline warns that torchvision is missing; only the (unused) safety checker needs it
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
+from diffusers.utils import logging as diffusers_logging  # noqa: E402
 transformers_logging.set_verbosity(_verbosity)
 
 from diffedu.captions import EVAL_TEMPLATE, TEMPLATES, all_captions, caption
@@ -275,11 +277,24 @@ def train_mini_sd(run_dir: Path, out_folder: Path | None = None, vae_config: Tra
 
 
 def save_pipeline(pipe: StableDiffusionPipeline, path: Path) -> None:
-    """save_pretrained, plus the tokenizer's vocab.json and merges.txt, which transformers 4
-    needs (transformers 5 saves only tokenizer.json, which transformers 4 cannot read alone)."""
+    """save_pretrained, in a form that transformers 4 reads as well as transformers 5."""
     pipe.save_pretrained(path, safe_serialization=True)
+    make_readable_by_transformers_4(Path(path))
+
+
+def make_readable_by_transformers_4(path: Path) -> None:
+    """Two things transformers 5 writes that transformers 4 cannot read (tested by
+    `./course.sh test-lowest`): the tokenizer as tokenizer.json alone (CLIPTokenizer then gets
+    no vocabulary: add vocab.json and merges.txt), and the text encoder's weights without the
+    "text_model." prefix (transformers 4 then starts from random weights: add it back;
+    transformers 5 reads both). The tensors are unchanged."""
     for name in ("vocab.json", "merges.txt"):
-        shutil.copy2(TOKENIZER_FOLDER / name, Path(path) / "tokenizer" / name)
+        shutil.copy2(TOKENIZER_FOLDER / name, path / "tokenizer" / name)
+    weights = path / "text_encoder" / "model.safetensors"
+    state = load_file(weights)
+    if not all(key.startswith("text_model.") for key in state):
+        save_file({key if key.startswith("text_model.") else f"text_model.{key}": value for key, value in state.items()},
+                  weights, metadata={"format": "pt"})
 
 
 @torch.no_grad()
@@ -336,7 +351,15 @@ def load_mini_sd(device: torch.device | str = "cpu", folder: Path | None = None)
     card = read_model_card(NAME, path.parent)
     verify_files(NAME, card, path.parent)
     warn_if_unfinished(NAME, card, path.parent)
-    pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, safety_checker=None,
-                                                   requires_safety_checker=False, low_cpu_mem_usage=False)
+    # loading takes a second: no "Loading pipeline components" / "Loading weights" bars, which
+    # would stay frozen at 0% in a saved notebook
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(path, local_files_only=True, safety_checker=None,
+                                                       requires_safety_checker=False, low_cpu_mem_usage=False)
+    finally:
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
