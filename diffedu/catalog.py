@@ -122,15 +122,12 @@ def evaluate_recipe(name: str, n: int = 1000, folder: Path | None = None, device
         model, card = load_mnist_ldm(device, folder)
         metrics = evaluate_ldm(model, n=n, seed=0)
     elif name == "mnist-classifier":
+        from diffedu.checkpoints import read_model_card
         from diffedu.data import load_mnist
-        from diffedu.metrics import MnistClassifier, accuracy
-        from diffedu.checkpoints import read_checkpoint
+        from diffedu.metrics import accuracy, load_classifier
 
-        state, _, card = read_checkpoint(name, folder)
-        classifier = MnistClassifier()
-        classifier.load_state_dict(state)
-        test = load_mnist("test")
-        metrics = {"test_accuracy": round(accuracy(classifier.to(device).eval(), test.images, test.labels), 4)}
+        card, test = read_model_card(name, folder), load_mnist("test")
+        metrics = {"test_accuracy": round(accuracy(load_classifier(device, folder), test.images, test.labels), 4)}
         print(metrics)
     elif name == "mnist-vae":
         from diffedu.data import load_mnist

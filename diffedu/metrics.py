@@ -47,9 +47,10 @@ class MnistClassifier(nn.Module):
         return self.head(self.dropout(self.features(images)))
 
 
-def load_classifier(device: torch.device | str = "cpu") -> MnistClassifier:
-    """The course's shipped MNIST classifier (data/checkpoints/mnist-classifier), in eval mode."""
-    state, _, _ = read_checkpoint("mnist-classifier")
+def load_classifier(device: torch.device | str = "cpu", folder=None) -> MnistClassifier:
+    """The course's shipped MNIST classifier (data/checkpoints/mnist-classifier, or the one in
+    `folder`), in eval mode."""
+    state, _, _ = read_checkpoint("mnist-classifier", folder)
     model = MnistClassifier()
     model.load_state_dict(state)
     return model.to(device).eval()
