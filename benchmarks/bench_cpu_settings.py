@@ -16,14 +16,15 @@ import time
 
 import torch
 
-from diffedu.data import load_mnist
-from diffedu.recipes import MNIST_UNET_DIFFUSION, MNIST_UNET_MODEL, MNIST_UNET_TRAIN, build_unet, diffusion_loss_fn
+from diffedu.course.data import load_mnist
+from diffedu.losses import diffusion_loss_fn
+from diffedu.zoo.mnist_unet import DIFFUSION as MNIST_UNET_DIFFUSION, TRAIN as MNIST_UNET_TRAIN, build
 from diffedu.schedules import make_schedule
 
 
 def throughput(threads: int, channels_last: bool, compiled: bool, steps: int = 15) -> float:
     torch.set_num_threads(threads)
-    model = build_unet(MNIST_UNET_MODEL)
+    model = build()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if compiled else model

@@ -10,7 +10,7 @@ over 20 random halves of each set.
     python benchmarks/bench_frontier.py --out benchmarks/results/frontier.json
     python benchmarks/bench_frontier.py --n 200 --models mnist-ldm --out /tmp/small.json
 
-Samplers: "ddpm" (ancestral, eta = 1; 1000 steps is Ho et al.'s DDPM), "ddim" (eta = 0,
+Samplers: "ancestral" (eta = 1 on strided steps; "ddpm" at 1000 steps is Ho et al.'s DDPM), "ddim" (eta = 0,
 trailing spacing) and "heun" (probability-flow ODE, chapter 07, Karras spacing; N steps
 cost 2N - 2 model calls). The frontier is measured at guidance w = 1 (one model call per
 step); the sweep varies w at DDIM 20. Each finished row is written to --out at once, and a
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from diffedu.checkpoints import hardware_description
-from diffedu.data import load_mnist
-from diffedu.latent_recipes import load_mnist_ldm
+from diffedu.models.checkpoints import hardware_description
+from diffedu.course.data import load_mnist
+from diffedu import zoo
 from diffedu.metrics import (
     class_probabilities,
     classifier_features,
@@ -38,7 +38,7 @@ from diffedu.metrics import (
     load_classifier,
     precision_recall,
 )
-from diffedu.recipes import load_mnist_unet, sample_unet
+from diffedu.samplers import sample
 
 DDIM_STEPS = (5, 10, 20, 50, 100, 250)
 DDPM_STEPS = (5, 10, 20, 50, 100, 250, 1000)
@@ -57,17 +57,17 @@ def model_calls(sampler: str, steps: int, guidance: float) -> int:
 def load_draw(name: str):
     """draw(n, sampler, steps, guidance, labels) -> images (n, 1, 28, 28) for a shipped model."""
     if name == "mnist-unet":
-        model, schedule, _ = load_mnist_unet()
+        model, schedule = zoo.load("mnist-unet")
 
         def draw(n, sampler, steps, guidance, labels):
             spacing = "karras" if sampler == "heun" else "trailing"
-            return sample_unet(model, schedule, n, sampler, steps, 0, labels, guidance, progress=False, spacing=spacing)
+            return sample(model, schedule, n, sampler, steps, seed=0, labels=labels, guidance=guidance, progress=False, spacing=spacing)
     else:
-        ldm, _ = load_mnist_ldm()
+        ldm = zoo.load("mnist-ldm")
 
         def draw(n, sampler, steps, guidance, labels):
             spacing = "karras" if sampler == "heun" else "trailing"
-            return ldm.sample(n, sampler, steps, 0, labels, guidance, progress=False, spacing=spacing)
+            return ldm.sample(n, sampler, steps, seed=0, labels=labels, guidance=guidance, progress=False, spacing=spacing)
     return draw
 
 
@@ -120,7 +120,7 @@ def main() -> None:
     plan = []
     for name in args.models:
         plan += [(name, "sweep", "ddim", SWEEP_STEPS, w) for w in GUIDANCES]
-        runs = [("ddim", s) for s in DDIM_STEPS] + [("heun", s) for s in HEUN_STEPS] + [("ddpm", s) for s in DDPM_STEPS]
+        runs = [("ddim", s) for s in DDIM_STEPS] + [("heun", s) for s in HEUN_STEPS] + [("ddpm" if s == 1000 else "ancestral", s) for s in DDPM_STEPS]
         plan += [(name, "frontier", sampler, steps, 1.0) for sampler, steps in sorted(runs, key=lambda r: model_calls(r[0], r[1], 1.0))]
     done = {(r["model"], r["table"], r["sampler"], r["steps"], r["guidance"]) for r in results["rows"]}
     skipped = {tuple(entry.split(":")[:2]) + (int(entry.split(":")[2]),) for entry in args.skip}

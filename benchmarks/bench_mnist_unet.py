@@ -19,10 +19,12 @@ import time
 
 import torch
 
-from diffedu.checkpoints import hardware_description
-from diffedu.data import load_mnist
+from diffedu.models.checkpoints import hardware_description
+from diffedu.course.data import load_mnist
 from diffedu.metrics import accuracy, fid, load_classifier
-from diffedu.recipes import MNIST_UNET_TRAIN, load_mnist_unet, sample_unet
+from diffedu import zoo
+from diffedu.samplers import sample
+from diffedu.zoo.mnist_unet import TRAIN as MNIST_UNET_TRAIN
 
 from bench_cpu_settings import throughput  # the same training-step timing, in the default CPU settings
 
@@ -38,7 +40,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model, schedule, _ = load_mnist_unet()
+    model, schedule = zoo.load("mnist-unet")
     classifier = load_classifier()
     test_images = load_mnist("test").images
     results = {"hardware": hardware_description(), "rows": []}
@@ -60,7 +62,7 @@ def main() -> None:
         labels = torch.arange(n) % 10
         for guidance in ((args.guidance,) if sampler == "ddpm" else (1.0, args.guidance)):
             start = time.perf_counter()
-            images = sample_unet(model, schedule, n, sampler, steps, seed=0, labels=labels, guidance=guidance, progress=False)
+            images = sample(model, schedule, n, sampler, steps, seed=0, labels=labels, guidance=guidance, progress=False)
             seconds = time.perf_counter() - start
             row = {
                 "sampler": f"{sampler}{steps}", "guidance": guidance, "n": n,

@@ -1,17 +1,27 @@
 """diffedu: the helper library of a course on diffusion models.
 
-One concept a module:
-    device      device choice, seeding, CPU-drawn noise, mixed precision
-    fast        DIFFEDU_FAST=1 shrinks the notebooks for tests
-    schedules   beta/alpha/alpha_bar/SNR and q_sample (chapter 01)
-    samplers    DDPM and DDIM steps and loops (chapter 02)
-    losses      the noise-prediction objective (chapter 02)
-    toy         a 2-D Gaussian mixture with exact scores (chapter 02)
-    data        MNIST from the course's offline copy
-    models      neural networks
-    plotting    grids, curves, animations; widgets: interactive explorers
-    exercises   auto-checked exercises
-    report      a one-screen environment report
+The math, one chapter each (diffedu/*.py):
+    schedules   beta/alpha/alpha_bar/SNR and q_sample                        chapter 01
+    samplers    DDPM and DDIM steps, one shared loop, `sample`                chapter 02
+    toy         a 2-D Gaussian mixture with exact scores                      chapter 02
+    losses      the noise-prediction objective, Min-SNR, label dropout        chapters 02-03
+    guidance    classifier-free guidance                                      chapter 03
+    train       the resumable training loop                                   chapter 03
+    latents     encode, decode and scale a VAE's latents                      chapter 04
+    metrics     accuracy, FID, PSNR/SSIM, KID, precision/recall, ...          chapters 03, 06
+    sde         scores, Langevin dynamics, the probability-flow ODE           chapter 07
+
+The models:
+    models/     networks, one file each (unet, vae, classifier, mlp, time_embedding), and
+                checkpoints (safetensors + model card)
+    zoo/        the named models, one module each, and their registry (`python -m diffedu models`)
+    sd/         Stable Diffusion parts: the mini pipeline, real model ids, memory savers
+    __main__    the command line: models, train, sample, evaluate, publish
+
+The course's infrastructure (diffedu/course/, diffedu/exercises/):
+    course/     paths, fast mode, checks, colab, online, report, widgets, captions,
+                device, data, plotting, progress
+    exercises/  the auto-checked exercises
 """
 
 from __future__ import annotations
@@ -21,11 +31,11 @@ import importlib
 # The names below are imported on first use, so that `python -m diffedu --help` answers
 # without loading PyTorch. `diffedu.q_sample` works as usual.
 _EXPORTS = {
-    "load_mnist": "diffedu.data",
-    "autocast": "diffedu.device", "get_device": "diffedu.device", "randn": "diffedu.device",
-    "seed_everything": "diffedu.device",
-    "fast_or_full": "diffedu.fast", "is_fast_mode": "diffedu.fast",
-    "environment_report": "diffedu.report",
+    "load_mnist": "diffedu.course.data", "sample": "diffedu.samplers",
+    "autocast": "diffedu.course.device", "get_device": "diffedu.course.device", "randn": "diffedu.course.device",
+    "seed_everything": "diffedu.course.device",
+    "fast_or_full": "diffedu.course.fast", "is_fast_mode": "diffedu.course.fast",
+    "environment_report": "diffedu.course.report",
     "ddim_sample": "diffedu.samplers", "ddim_step": "diffedu.samplers", "ddpm_sample": "diffedu.samplers",
     "ddpm_step": "diffedu.samplers", "predict_x0_from_eps": "diffedu.samplers", "q_posterior": "diffedu.samplers",
     "NoiseSchedule": "diffedu.schedules", "make_schedule": "diffedu.schedules", "q_sample": "diffedu.schedules",
@@ -57,5 +67,6 @@ __all__ = [
     "q_posterior",
     "q_sample",
     "randn",
+    "sample",
     "seed_everything",
 ]

@@ -1,4 +1,4 @@
-"""Command line: train, sample, evaluate and publish the course's named models.
+"""Command line: list, train, sample, evaluate and publish the course's named models (diffedu.zoo).
 
 PyTorch is imported only once a command runs, so `python -m diffedu --help` answers at once.
 Every mistake in the arguments gets one line and exit code 2, checked before any work starts;
@@ -11,9 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from diffedu.catalog import EVALUABLE, RECIPES, RECOMMENDED_GUIDANCE, SAMPLEABLE, SAMPLERS, default_run_dir
+from diffedu import zoo
+
+# diffedu.samplers.SAMPLERS, spelled out here so that --help needs no PyTorch (a test keeps them equal)
+SAMPLER_NAMES = ("ddim", "ancestral", "ddpm", "heun")
 
 EXAMPLES = """examples:
+  python -m diffedu models                                  the named models: chapter, size, metrics, present or not
   python -m diffedu sample mnist-unet --out digits.npz      64 digits, 0-9 in turn, with the recommended guidance
   python -m diffedu train mnist-unet                        train in runs/mnist-unet (run it again to resume)
   python -m diffedu train mnist-unet --publish              ... and, once finished, replace data/checkpoints/mnist-unet
@@ -38,33 +42,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m diffedu", description="Train, sample and evaluate the course's models.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    names = zoo.names()
+
+    models = commands.add_parser("models", help="list the named models: chapter, what it is, size, headline metrics",
+                                 description="List every named model (diffedu/zoo/): its chapter, what it is, its size "
+                                             "on disk, headline metrics from its model card and when they were measured, "
+                                             "and whether it is present.")
+    models.add_argument("--from", dest="source", type=Path, help="a folder with models (default: data/checkpoints)")
+    models.add_argument("--markdown", action="store_true", help="print the table in Markdown (as in the README)")
 
     train = commands.add_parser("train", help="train a model in runs/NAME (resumable); --publish copies it into data/checkpoints",
                                 description="Train a model from scratch, or resume its run from the last checkpoint. "
                                             "Checkpoints and the model go to runs/NAME; the shipped model in "
                                             "data/checkpoints is replaced only by a finished run, and only with --publish.")
-    train.add_argument("name", choices=RECIPES, help="which model")
+    train.add_argument("name", choices=names, help="which model")
     train.add_argument("--run-dir", type=Path, help="where checkpoints and the model go (default: runs/NAME); "
                        "run the same command again to resume from there")
     train.add_argument("--publish", action="store_true", help="once the run has finished, copy the model into data/checkpoints "
                        "(atomically; the previous files are kept as *.bak until the new ones are in place)")
     train.add_argument("--out", type=Path, help="like --publish, into this folder instead of data/checkpoints")
-    train.add_argument("--steps", type=positive_int, help="total optimizer steps (default: the recipe's)")
+    train.add_argument("--steps", type=positive_int, help="total optimizer steps, train_steps (default: the model's)")
     train.add_argument("--budget-minutes", type=positive_float, help="stop and save after this many minutes of this run; "
-                       "run the command again to continue (default: the recipe's)")
+                       "run the command again to continue (default: the model's)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
 
     publish = commands.add_parser("publish", help="copy a finished run's model into data/checkpoints",
                                   description="Copy the finished model of runs/NAME into data/checkpoints (atomically), "
                                               "without training again.")
-    publish.add_argument("name", choices=RECIPES, help="which model")
+    publish.add_argument("name", choices=names, help="which model")
     publish.add_argument("--from", dest="source", type=Path, help="the run folder (default: runs/NAME)")
 
     evaluate = commands.add_parser("evaluate", help="re-measure a model into its model card",
                                    description="Diffusion models: FID, conditional accuracy and time per guidance scale; the classifier: test accuracy. "
                                                "VAE: PSNR and SSIM of reconstructions of the whole test set.")
-    evaluate.add_argument("name", choices=EVALUABLE, help="which model")
+    evaluate.add_argument("name", choices=names, help="which model")
     evaluate.add_argument("--n", type=positive_int, default=1000, help="samples per measurement for diffusion models (default: 1000)")
     evaluate.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
     evaluate.add_argument("--device", help="cpu, cuda or mps (default: the fastest there is)")
@@ -74,19 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Draw samples and write them to an .npz file: `images` uint8 (N, 28, 28) "
                                              "and, for conditional samples, `labels` int64 (N,). Same seed, same output. "
                                              "By default the digits 0-9 in turn, with the model's recommended guidance.")
-    sample.add_argument("name", choices=SAMPLEABLE, help="which model")
+    sample.add_argument("name", choices=names, help="which model (a diffusion model that draws digits: mnist-unet, mnist-ldm, ...)")
     sample.add_argument("--n", type=positive_int, default=64, help="how many samples (default: 64)")
-    sample.add_argument("--sampler", choices=SAMPLERS, default="ddim",
-                        help="ddim (fast, --steps), heun (probability-flow ODE, chapter 07: 2 x steps - 2 model calls) or "
-                             "ddpm (ancestral: all 1000 steps by default, or ancestral sampling on --steps strided steps)")
-    sample.add_argument("--steps", type=int, help="sampler steps (default: 50 for DDIM and Heun, 1000 for DDPM)")
+    sample.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim",
+                        help="ddim (deterministic, --steps model calls), ancestral (DDPM's noisy step on --steps strided "
+                             "timesteps), ddpm (all 1000 steps) or heun (probability-flow ODE, chapter 07: 2 x steps - 2 model calls)")
+    sample.add_argument("--steps", type=int, help="sampler steps (default: 50; ddpm takes all 1000)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     which = sample.add_mutually_exclusive_group()
     which.add_argument("--label", type=int, help="draw only this digit (0-9)")
     which.add_argument("--all-labels", action="store_true", help="draw the digits 0-9 in turn (the default)")
     which.add_argument("--unconditional", action="store_true", help="draw from the null class: any digit, no guidance")
     sample.add_argument("--guidance", type=float, help="classifier-free guidance scale w (default: the model's recommended "
-                        f"{', '.join(f'{k} {v}' for k, v in RECOMMENDED_GUIDANCE.items())}; 1.0 = none)")
+                        "one, the w with the lowest FID in its evaluation; 1.0 = none)")
     sample.add_argument("--batch-size", type=positive_int, default=500, help="samples computed at once (default: 500)")
     sample.add_argument("--out", type=Path, required=True, help="the .npz file to write")
     sample.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
@@ -118,8 +130,13 @@ def check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
 
 def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Validate and complete `sample`'s options (defaults that depend on other options)."""
+    model = zoo.get(args.name)
+    if model.sample is None:
+        parser.error(f"{args.name} does not draw digits with `sample`: choose one of {', '.join(zoo.sampleable())}")
     if args.steps is None:
         args.steps = 1000 if args.sampler == "ddpm" else 50
+    if args.sampler == "ddpm" and args.steps != 1000:
+        parser.error(f"--sampler ddpm takes all 1000 steps: for ancestral sampling on {args.steps} strided steps use --sampler ancestral")
     if not 1 <= args.steps <= 1000:
         parser.error(f"--steps must be in 1..1000, got {args.steps}")
     if args.label is not None and not 0 <= args.label <= 9:
@@ -133,7 +150,7 @@ def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
     if not args.unconditional and args.label is None and not args.all_labels:
         args.all_labels = True
         if args.guidance is None:
-            args.guidance = RECOMMENDED_GUIDANCE[args.name]
+            args.guidance = model.recommended_guidance or 1.0
             print(f"drawing the digits 0-9 in turn with guidance w = {args.guidance}, {args.name}'s recommended setting "
                   "(--guidance to change it, --unconditional for unconditional samples)")
     if args.guidance is None:
@@ -148,11 +165,11 @@ def run_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from diffedu.catalog import load_sampler
-    from diffedu.data import to_uint8
-    from diffedu.recipes import SamplingInterrupted
+    from diffedu.course.data import to_uint8
+    from diffedu.samplers import SamplingInterrupted
 
-    draw = load_sampler(args.name, args.device, args.source)
+    named = zoo.get(args.name)
+    model = named.load(args.device, args.source)
     labels = None
     if args.label is not None:
         labels = torch.full((args.n,), args.label, dtype=torch.long)
@@ -161,7 +178,8 @@ def run_sample(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     code = 0
     try:
-        images = draw(args.n, args.sampler, args.steps, args.seed, labels, args.guidance, args.batch_size)
+        images = named.sample(model, args.n, sampler=args.sampler, steps=args.steps, seed=args.seed, labels=labels,
+                              guidance=args.guidance, batch_size=args.batch_size)
     except SamplingInterrupted as interrupted:
         images, code = interrupted.samples, 130
     arrays = {"images": to_uint8(images)}
@@ -179,25 +197,24 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from diffedu.catalog import publish_model, train_recipe
-    from diffedu.checkpoints import checkpoint_dir
+    from diffedu.models.checkpoints import checkpoint_dir
 
-    run_dir = args.run_dir or default_run_dir(args.name)
+    run_dir = args.run_dir or zoo.default_run_dir(args.name)
     target = args.out or (checkpoint_dir() if args.publish else None)
-    overrides = {k: v for k, v in {"steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed}.items()
+    overrides = {k: v for k, v in {"train_steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed}.items()
                  if v is not None}
     try:
-        card = train_recipe(args.name, run_dir, run_dir, **overrides)
+        card = zoo.train(args.name, run_dir, run_dir, **overrides)
     except KeyboardInterrupt:
         print(f"interrupted: the last checkpoint is in {run_dir}; run the same command again to continue", file=sys.stderr)
         return 130
     if not card.get("finished"):
-        print(f"not finished (step {card.get('steps')}): the model so far is in {run_dir} (sample it with --from {run_dir}); "
+        print(f"not finished (step {card.get('train_steps')}): the model so far is in {run_dir} (sample it with --from {run_dir}); "
               "run the same command again to continue")
         return 0
-    print(f"finished: {card['steps']} steps; the model and its card are in {run_dir}")
+    print(f"finished: {card['train_steps']} steps; the model and its card are in {run_dir}")
     if target is not None:
-        publish_model(args.name, run_dir, target)
+        zoo.publish(args.name, run_dir, target)
         print(f"published to {target}")
     else:
         print(f"the course's copy in data/checkpoints is unchanged; `python -m diffedu publish {args.name}` replaces it")
@@ -205,18 +222,36 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_publish(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from diffedu.catalog import publish_model
-    from diffedu.checkpoints import checkpoint_dir, read_model_card
+    from diffedu.models.checkpoints import checkpoint_dir, read_model_card
 
-    source = args.source or default_run_dir(args.name)
+    source = args.source or zoo.default_run_dir(args.name)
     card = read_model_card(args.name, source)
     if not card:
         parser.error(f"no finished model '{args.name}' in {source}: train it with `python -m diffedu train {args.name}`")
     if not card.get("finished"):
-        parser.error(f"the run in {source} has not finished (step {card.get('steps')}): run "
+        parser.error(f"the run in {source} has not finished (step {card.get('train_steps')}): run "
                      f"`python -m diffedu train {args.name}` again to continue it, then publish")
-    publish_model(args.name, source, checkpoint_dir())
+    zoo.publish(args.name, source, checkpoint_dir())
     print(f"published {args.name} from {source} to {checkpoint_dir()}")
+    return 0
+
+
+def run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.source is not None and not args.source.is_dir():
+        parser.error(f"--from {args.source} is not a folder")
+    rows = zoo.describe(args.source)
+    if args.markdown:
+        print(zoo.markdown_table(rows))
+        return 0
+    for row in rows:
+        where = f"{row['megabytes']:6.2f} MB" if row["present"] else "   missing"
+        when = f" (measured {row['measured_on']})" if row["measured_on"] else ""
+        print(f"{row['name']:17} ch. {row['chapter']:02d}  {where}  {row['summary']}")
+        if row["metrics"]:
+            print(f"{'':17}                    {row['metrics']}{when}")
+    if not all(row["present"] for row in rows):
+        print("missing models: restore them with `git checkout -- data/checkpoints`, or train them with "
+              "`python -m diffedu train NAME`")
     return 0
 
 
@@ -227,12 +262,16 @@ def main(argv: list[str] | None = None) -> int:
         check_sample_args(args, parser)
     if args.command == "evaluate":
         check_source(args, parser)
+        if zoo.get(args.name).evaluate is None:
+            parser.error(f"{args.name} has no evaluation")
+    if args.command == "models":
+        return run_models(args, parser)
 
     import torch
 
-    from diffedu.checkpoints import CheckpointError
-    from diffedu.data import MnistFileError
-    from diffedu.device import get_device
+    from diffedu.models.checkpoints import CheckpointError
+    from diffedu.course.data import MnistFileError
+    from diffedu.course.device import get_device
 
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
@@ -247,9 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "publish":
             return run_publish(args, parser)
         if args.command == "evaluate":
-            from diffedu.catalog import evaluate_recipe
-
-            evaluate_recipe(args.name, args.n, args.source, args.device)
+            zoo.evaluate(args.name, args.n, args.source, args.device)
             return 0
         return run_sample(args)
     except (CheckpointError, MnistFileError) as error:

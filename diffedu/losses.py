@@ -1,12 +1,15 @@
 """The training objective: predict the noise (Ho et al. 2020, Algorithm 1), eq. (2.9),
-optionally weighted per timestep (Min-SNR, Hang et al. 2023), eq. (3.5)."""
+optionally weighted per timestep (Min-SNR, Hang et al. 2023), eq. (3.5), with labels dropped
+at random for classifier-free guidance (chapter 03)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 
-from diffedu.device import randn
-from diffedu.schedules import NoiseSchedule, q_sample
+from diffedu.course.device import randn
+from diffedu.schedules import NoiseSchedule, make_schedule, q_sample
 
 WEIGHTINGS = ("none", "min_snr")
 
@@ -47,13 +50,56 @@ def noise_prediction_loss(
         x0: a batch of clean data (B, ...), on the model's device.
         schedule: the noise schedule.
         labels: optional class labels (B,) for a conditional model.
-        weighting: "none" (L_simple) or "min_snr" (eq. 3.2).
+        weighting: "none" (L_simple) or "min_snr" (eq. 3.5).
     Returns:
         the (weighted) mean squared error, a scalar tensor.
     """
-    t = torch.randint(0, schedule.num_steps, (x0.shape[0],), generator=generator).to(x0.device)  # (B,)
+    t = torch.randint(0, schedule.num_train_timesteps, (x0.shape[0],), generator=generator).to(x0.device)  # (B,)
     noise = randn(x0.shape, generator, x0.device)  # eps ~ N(0, I)
     x_t = q_sample(x0, t, noise, schedule)
     noise_pred = model(x_t, t) if labels is None else model(x_t, t, labels)
     per_sample = (noise_pred.float() - noise).pow(2).flatten(1).mean(1)  # (B,)
     return (timestep_weights(schedule, t, weighting, min_snr_gamma) * per_sample).mean()
+
+
+@dataclass
+class DiffusionSettings:
+    """What a diffusion model learns besides its network's shape and its optimiser (chapter 03)."""
+
+    schedule: str = "cosine"  # noise schedule (chapter 01)
+    num_train_timesteps: int = 1000  # T
+    weighting: str = "min_snr"  # loss weighting, eq. (3.5)
+    min_snr_gamma: float = 5.0
+    label_drop: float = 0.1  # fraction of labels replaced by the null class, for guidance
+
+    def noise_schedule(self) -> NoiseSchedule:
+        return make_schedule(self.schedule, self.num_train_timesteps)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DiffusionSettings":
+        """The settings a checkpoint recorded (checkpoints before 2026-12 say "num_steps" for T)."""
+        values = dict(values)
+        if "num_steps" in values:
+            values["num_train_timesteps"] = values.pop("num_steps")
+        return cls(**values)
+
+
+def diffusion_loss_fn(schedule: NoiseSchedule, settings: DiffusionSettings):
+    """loss_fn(model, (images, labels), generator) for `diffedu.train.train`: eq. (3.5), with
+    each label replaced by the null class with probability settings.label_drop."""
+
+    def loss_fn(model, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        images, labels = batch
+        if model.null_class is not None:
+            drop = torch.rand(labels.shape[0], generator=generator).to(labels.device) < settings.label_drop
+            labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)
+        else:
+            labels = None
+        return noise_prediction_loss(
+            model, images, schedule, generator, labels=labels, weighting=settings.weighting, min_snr_gamma=settings.min_snr_gamma
+        )
+
+    return loss_fn

@@ -27,20 +27,20 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from diffedu.checks import broadcast_to_batch, check_finite, check_same_shape, check_tensor, check_timesteps
+from diffedu.course.checks import broadcast_to_batch, check_finite, check_same_shape, check_tensor, check_timesteps
 
 SCHEDULE_NAMES = ("linear", "cosine")
 
 
-def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+def linear_betas(num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """betas evenly spaced from beta_start to beta_end (Ho et al. 2020, section 4), the
     variances of eq. (1.1). float64."""
     if not 0 < beta_start <= beta_end < 1:
         raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start} and {beta_end}")
     # Ho et al. chose their betas for T = 1000; scaling by 1000 / T keeps the same total
     # noise for other T (as in improved DDPM). For T = 1000 the scale is 1.
-    scale = 1000 / num_steps
-    return torch.linspace(beta_start * scale, beta_end * scale, num_steps, dtype=torch.float64)
+    scale = 1000 / num_train_timesteps
+    return torch.linspace(beta_start * scale, beta_end * scale, num_train_timesteps, dtype=torch.float64)
 
 
 def cosine_alpha_bar(t_fraction: torch.Tensor, offset: float = 0.008) -> torch.Tensor:
@@ -49,11 +49,11 @@ def cosine_alpha_bar(t_fraction: torch.Tensor, offset: float = 0.008) -> torch.T
     return torch.cos((t_fraction + offset) / (1 + offset) * math.pi / 2) ** 2
 
 
-def cosine_betas(num_steps: int = 1000, max_beta: float = 0.999) -> torch.Tensor:
+def cosine_betas(num_train_timesteps: int = 1000, max_beta: float = 0.999) -> torch.Tensor:
     """beta_t = 1 - alpha_bar_t / alpha_bar_{t-1} for the cosine alpha_bar_t = f(t) / f(0) of
     eq. (1.7), clipped at max_beta to avoid a singularity at the end (Nichol & Dhariwal
     2021, section 3.2). float64."""
-    steps = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+    steps = torch.arange(num_train_timesteps + 1, dtype=torch.float64) / num_train_timesteps
     f = cosine_alpha_bar(steps)
     return torch.clamp(1 - f[1:] / f[:-1], max=max_beta)
 
@@ -74,7 +74,7 @@ class NoiseSchedule:
     posterior_variance: torch.Tensor
 
     @property
-    def num_steps(self) -> int:
+    def num_train_timesteps(self) -> int:
         """T, the number of diffusion steps."""
         return self.betas.shape[0]
 
@@ -95,7 +95,7 @@ class NoiseSchedule:
 
     def __repr__(self) -> str:
         return (
-            f"NoiseSchedule({self.name!r}, T={self.num_steps}, beta {self.betas[0]:.2e}..{self.betas[-1]:.2e}, "
+            f"NoiseSchedule({self.name!r}, T={self.num_train_timesteps}, beta {self.betas[0]:.2e}..{self.betas[-1]:.2e}, "
             f"alpha_bar {self.alpha_bar[0]:.4f}..{self.alpha_bar[-1]:.2e})"
         )
 
@@ -120,19 +120,19 @@ def schedule_from_betas(betas: torch.Tensor, name: str = "custom") -> NoiseSched
     )
 
 
-def make_schedule(name: str = "linear", num_steps: int = 1000) -> NoiseSchedule:
+def make_schedule(name: str = "linear", num_train_timesteps: int = 1000) -> NoiseSchedule:
     """The "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021) noise schedule.
 
     Args:
         name: "linear" or "cosine".
-        num_steps: T, the number of diffusion steps (default 1000).
+        num_train_timesteps: T, the number of diffusion steps (default 1000).
     """
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    if not isinstance(num_train_timesteps, int) or num_train_timesteps < 1:
+        raise ValueError(f"num_train_timesteps must be a positive int, got {num_train_timesteps!r}")
     if name == "linear":
-        return schedule_from_betas(linear_betas(num_steps), "linear")
+        return schedule_from_betas(linear_betas(num_train_timesteps), "linear")
     if name == "cosine":
-        return schedule_from_betas(cosine_betas(num_steps), "cosine")
+        return schedule_from_betas(cosine_betas(num_train_timesteps), "cosine")
     raise ValueError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULE_NAMES)}")
 
 
@@ -151,7 +151,7 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor, sched
     """
     check_finite("x0", check_tensor("x0", x0))
     check_same_shape("x0", x0, "noise", check_tensor("noise", noise))
-    t = check_timesteps(t, schedule.num_steps, batch_size=x0.shape[0] if x0.ndim else None)
+    t = check_timesteps(t, schedule.num_train_timesteps, batch_size=x0.shape[0] if x0.ndim else None)
     alpha_bar = schedule.alpha_bar.to(x0.device)[t.to(x0.device)]
     alpha_bar = broadcast_to_batch(alpha_bar, x0)  # (B, 1, 1, 1)
     return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise

@@ -18,12 +18,12 @@ import math
 from collections.abc import Callable
 
 import torch
-from diffedu.progress import tqdm
 
-from diffedu.checks import broadcast_to_batch, check_finite, check_same_shape
-from diffedu.device import randn
+from diffedu.course.checks import broadcast_to_batch, check_finite, check_same_shape
+from diffedu.course.device import randn
 from diffedu.samplers import (
-    NoisePredictor, SampleOutput, _alpha_bar_at, _capture, _predict, _start, clipped_prediction, ddim_timesteps,
+    DEFAULT_SPACING, NoisePredictor, SampleOutput, StepOutput, alpha_bar_at, clipped_prediction, ddim_timesteps, initial_noise,
+    predict_noise, reverse_loop,
 )
 from diffedu.schedules import NoiseSchedule
 
@@ -57,11 +57,11 @@ def langevin_sample(
     score_fn: ScoreFunction,
     x_init: torch.Tensor,
     step_size: float,
-    num_steps: int,
+    steps: int,
     generator: torch.Generator | None = None,
     capture_every: int | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Unadjusted Langevin dynamics, eq. (7.3), for `num_steps` steps of size delta = step_size.
+    """Unadjusted Langevin dynamics, eq. (7.3), for `steps` steps of size delta = step_size.
 
     For small delta and many steps the samples follow the density whose score is score_fn,
     from any start, provided the chain can travel between its modes (see
@@ -71,14 +71,14 @@ def langevin_sample(
         (samples, trajectory): the final x (x_init's shape) and CPU copies of x after every
         `capture_every` steps and after the last (empty if None).
     """
-    if step_size <= 0 or num_steps < 1:
-        raise ValueError(f"need step_size > 0 and num_steps >= 1, got {step_size} and {num_steps}")
+    if step_size <= 0 or steps < 1:
+        raise ValueError(f"need step_size > 0 and steps >= 1, got {step_size} and {steps}")
     x = check_finite("x_init", x_init).clone()
     trajectory = []
-    for step in range(num_steps):
+    for step in range(steps):
         noise = randn(x.shape, generator, x.device, dtype=x.dtype)
         x = x + 0.5 * step_size * score_fn(x).to(x.dtype) + math.sqrt(step_size) * noise
-        if capture_every and ((step + 1) % capture_every == 0 or step == num_steps - 1):
+        if capture_every and ((step + 1) % capture_every == 0 or step == steps - 1):
             trajectory.append(x.cpu())
     return x, trajectory
 
@@ -120,27 +120,30 @@ def sigma_of(alpha_bar: torch.Tensor) -> torch.Tensor:
     return ((1 - alpha_bar) / alpha_bar).sqrt()
 
 
-def ode_euler_step(x_t: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+def ode_euler_step(x_t: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, schedule: NoiseSchedule,
+                   validate: bool = True) -> torch.Tensor:
     """One Euler step of the probability-flow ODE (7.7) from timestep t to t_prev < t
     (t_prev = -1: to clean data):
 
         x_bar_t = x_t / sqrt(alpha_bar_t),   x_bar_{t'} = x_bar_t + (sigma_{t'} - sigma_t) eps,
         x_{t'}  = sqrt(alpha_bar_{t'}) x_bar_{t'}
 
-    which is algebraically the same as DDIM with eta = 0, eq. (2.7).
+    which is algebraically the same as DDIM with eta = 0, eq. (2.7). validate: look for NaN/inf
+    in x_t (the sampling loop passes False and looks every few steps, as in `samplers.ddpm_step`).
     """
-    check_finite("x_t", x_t)
+    if validate:
+        check_finite("x_t", x_t)
     check_same_shape("x_t", x_t, "eps", eps)
     if not -1 <= t_prev < t:
         raise ValueError(f"t_prev must satisfy -1 <= t_prev < t = {t}, got {t_prev}")
-    alpha_bar = _alpha_bar_at(schedule, torch.tensor([t]), x_t)
-    alpha_bar_prev = _alpha_bar_at(schedule, torch.tensor([t_prev]), x_t)
+    alpha_bar = alpha_bar_at(schedule, torch.tensor([t]), x_t)
+    alpha_bar_prev = alpha_bar_at(schedule, torch.tensor([t_prev]), x_t)
     x_bar = x_t / alpha_bar.sqrt()
     x_bar_prev = x_bar + (sigma_of(alpha_bar_prev) - sigma_of(alpha_bar)) * eps
     return alpha_bar_prev.sqrt() * x_bar_prev
 
 
-def karras_timesteps(schedule: NoiseSchedule, num_steps: int, rho: float = 7.0, sigma_max: float = 80.0) -> list[int]:
+def karras_timesteps(schedule: NoiseSchedule, steps: int, rho: float = 7.0, sigma_max: float = 80.0) -> list[int]:
     """Decreasing code timesteps whose sigmas follow Karras et al. (2022, eq. 5):
 
         sigma_i = (sigma_max^(1/rho) + i / (N - 1) * (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho
@@ -152,30 +155,30 @@ def karras_timesteps(schedule: NoiseSchedule, num_steps: int, rho: float = 7.0, 
     grows in proportion to sigma (the cosine schedule's sigma reaches 20,291 at t = T-1), and
     steps spent there are wasted.
     """
-    if not 1 <= num_steps <= schedule.num_steps:
-        raise ValueError(f"num_steps must be in [1, {schedule.num_steps}], got {num_steps}")
-    if num_steps == 1:
-        return [schedule.num_steps - 1]
+    if not 1 <= steps <= schedule.num_train_timesteps:
+        raise ValueError(f"steps must be in [1, {schedule.num_train_timesteps}], got {steps}")
+    if steps == 1:
+        return [schedule.num_train_timesteps - 1]
     sigmas = sigma_of(schedule.alpha_bar.double().cpu())  # (T,), increasing with t
-    ramp = torch.linspace(0, 1, num_steps, dtype=torch.float64)
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     low, high = sigmas[0] ** (1 / rho), min(sigmas[-1].item(), sigma_max) ** (1 / rho)
     targets = (high + ramp * (low - high)) ** rho  # (N,), from sigma_max down to sigma_min
     targets[0] = sigmas[-1]  # start from pure noise
     timesteps = [int((sigmas - target).abs().argmin()) for target in targets]
     # several targets can round to one timestep (near t = 0, and near t = T-1 for the cosine
     # schedule, whose sigma leaps from about 60 to 20,291 in its last step): spread them out
-    for i in range(1, num_steps):  # strictly decreasing from T-1 ...
+    for i in range(1, steps):  # strictly decreasing from T-1 ...
         timesteps[i] = min(timesteps[i], timesteps[i - 1] - 1)
     timesteps[-1] = max(timesteps[-1], 0)
-    for i in range(num_steps - 2, -1, -1):  # ... and not below 0
+    for i in range(steps - 2, -1, -1):  # ... and not below 0
         timesteps[i] = max(timesteps[i], timesteps[i + 1] + 1)
     return timesteps
 
 
-def _model_prediction(model: NoisePredictor, x: torch.Tensor, t: int, schedule: NoiseSchedule,
-                      clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def model_prediction(model: NoisePredictor, x: torch.Tensor, t: int, schedule: NoiseSchedule,
+                     clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(pred_x0, eps) of the model at (x, t), clipped as `ddim_step` clips them."""
-    return clipped_prediction(x, _alpha_bar_at(schedule, torch.tensor([t]), x), _predict(model, x, t), clip_x0)
+    return clipped_prediction(x, alpha_bar_at(schedule, torch.tensor([t]), x), predict_noise(model, x, t), clip_x0)
 
 
 @torch.no_grad()
@@ -183,11 +186,11 @@ def probability_flow_sample(
     model: NoisePredictor,
     shape: tuple[int, ...],
     schedule: NoiseSchedule,
-    num_steps: int = 25,
+    steps: int = 25,
     method: str = "heun",
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
-    spacing: str = "trailing",
+    spacing: str = DEFAULT_SPACING,
     clip_x0: float | None = None,
     x_init: torch.Tensor | None = None,
     capture_every: int | None = None,
@@ -219,29 +222,25 @@ def probability_flow_sample(
         raise ValueError(f"method must be one of {', '.join(ODE_METHODS)}, got {method!r}")
     schedule = schedule.to(device)
     if spacing == "karras":
-        timesteps = karras_timesteps(schedule, num_steps)
+        timesteps = karras_timesteps(schedule, steps)
     else:
-        timesteps = ddim_timesteps(schedule.num_steps, num_steps, spacing)
-    x = _start(shape, generator, device, x_init)  # x_T ~ N(0, I)
-    out = SampleOutput(samples=x)
-    for i, t in enumerate(tqdm(timesteps, desc=f"PF-ODE {method} {num_steps}", disable=not progress, leave=False)):
-        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        pred_x0, eps = _model_prediction(model, x, t, schedule, clip_x0)
-        x_next = ode_euler_step(x, t, t_prev, eps, schedule)
-        if method == "heun" and i > 0 and t_prev >= 0:
-            _, eps_next = _model_prediction(model, x_next, t_prev, schedule, clip_x0)
-            x_next = ode_euler_step(x, t, t_prev, 0.5 * (eps + eps_next), schedule)  # eq. (7.8)
-        x = x_next
-        if capture_every and (i % capture_every == 0 or t_prev < 0):
-            _capture(out, t, x, pred_x0)  # the model's x_0 estimate at the start of the step
-        if on_step is not None:  # e.g. advance an outer progress bar
-            on_step()
-    out.samples = x
-    return out
+        timesteps = ddim_timesteps(schedule.num_train_timesteps, steps, spacing)
+    x = initial_noise(shape, generator, device, x_init)  # x_T ~ N(0, I)
+
+    def step(x_t: torch.Tensor, t: int, t_prev: int) -> StepOutput:
+        pred_x0, eps = model_prediction(model, x_t, t, schedule, clip_x0)
+        x_next = ode_euler_step(x_t, t, t_prev, eps, schedule, validate=False)
+        if method == "heun" and t != timesteps[0] and t_prev >= 0:  # not the first step, nor the last
+            _, eps_next = model_prediction(model, x_next, t_prev, schedule, clip_x0)
+            x_next = ode_euler_step(x_t, t, t_prev, 0.5 * (eps + eps_next), schedule, validate=False)  # eq. (7.8)
+        return StepOutput(prev_sample=x_next, pred_x0=pred_x0)  # pred_x0: the estimate at the start of the step
+
+    return reverse_loop(x, timesteps, step, capture_every=capture_every, progress=progress,
+                        desc=f"PF-ODE {method} {steps}", on_step=on_step)
 
 
-def model_calls(method: str, num_steps: int) -> int:
+def model_calls(method: str, steps: int) -> int:
     """Model evaluations of `probability_flow_sample`: N for Euler/DDIM, 2N - 2 for Heun (N >= 2)."""
     if method not in ODE_METHODS:
         raise ValueError(f"method must be one of {', '.join(ODE_METHODS)}, got {method!r}")
-    return num_steps if method == "euler" else max(2 * num_steps - 2, 1)
+    return steps if method == "euler" else max(2 * steps - 2, 1)

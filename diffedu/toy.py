@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffedu.checks import check_finite, check_tensor, check_timesteps
+from diffedu.course.checks import check_finite, check_tensor, check_timesteps
 from diffedu.schedules import NoiseSchedule
 
 
@@ -95,7 +95,7 @@ def exact_noise_predictor(mixture: GaussianMixture, schedule: NoiseSchedule):
     score of q(x_t), eq. (2.10). Returns a callable model(x_t, t) -> eps (float32)."""
 
     def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t = check_timesteps(t, schedule.num_steps, batch_size=x_t.shape[0])
+        t = check_timesteps(t, schedule.num_train_timesteps, batch_size=x_t.shape[0])
         eps = torch.empty(x_t.shape, dtype=torch.float64)
         x_cpu = x_t.detach().cpu()
         t_cpu = t.cpu().expand(x_t.shape[0])

@@ -7,7 +7,7 @@ stopped: model, EMA, optimizer, learning-rate schedule, step, loss history and r
 Stop it any way you like (Ctrl-C, a closed laptop, a killed process) and run the same call
 again: it resumes from the last checkpoint.
 
-    result = train(model, loss_fn, (images, labels), TrainConfig(steps=6000), run_dir="runs/unet")
+    result = train(model, loss_fn, (images, labels), TrainConfig(train_steps=6000), run_dir="runs/unet")
 
 `loss_fn(model, batch, generator) -> loss` says what to learn; `train` does the rest.
 """
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from diffedu.progress import tqdm
+from diffedu.course.progress import tqdm
 
-from diffedu.device import autocast_dtype, get_device
+from diffedu.course.device import autocast_dtype, get_device
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -35,7 +35,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 class TrainConfig:
     """Settings of one training run (the defaults suit the MNIST UNet on a CPU)."""
 
-    steps: int = 6000  # optimizer steps in total (a resumed run counts from where it stopped)
+    train_steps: int = 6000  # optimizer steps in total (a resumed run counts from where it stopped)
     batch_size: int = 128
     lr: float = 2e-3  # peak learning rate
     warmup_steps: int = 200  # linear warm-up from 0 to lr
@@ -51,6 +51,14 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """The config a checkpoint or model card recorded (cards before 2026-12 say "steps")."""
+        values = dict(values)
+        if "steps" in values:
+            values["train_steps"] = values.pop("steps")
+        return cls(**values)
+
 
 @dataclass
 class TrainResult:
@@ -62,7 +70,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     elapsed_seconds: float = 0.0  # training time over all runs, resumed ones included
     images_per_second: float = 0.0  # in this call
-    finished: bool = False  # reached config.steps (False: budget, interrupt)
+    finished: bool = False  # reached config.train_steps (False: budget, interrupt)
     interrupted: bool = False  # stopped by Ctrl-C (a checkpoint was saved)
     resumed_from: int = 0  # the step this call started at
 
@@ -71,7 +79,7 @@ def lr_at(step: int, config: TrainConfig) -> float:
     """Learning rate at `step`: linear warm-up, then cosine decay to lr * min_lr_ratio."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / max(1, config.train_steps - config.warmup_steps)
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
 
@@ -93,6 +101,88 @@ def _save_atomically(state: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint holds: what `train` needs to continue exactly where it stopped."""
+
+    model: nn.Module
+    ema: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator  # all randomness of batches and losses
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    elapsed_seconds: float = 0.0  # training time of earlier calls
+
+
+def restore(state: TrainingState, checkpoint_path: Path | None, device: torch.device) -> None:
+    """Load the checkpoint at checkpoint_path into `state`, if there is one."""
+    if checkpoint_path is None or not checkpoint_path.exists():
+        return
+    saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    state.model.load_state_dict(saved["model"])
+    state.ema.load_state_dict(saved["ema"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scaler.load_state_dict(saved["scaler"])
+    state.generator.set_state(saved["generator"])
+    state.step, state.losses, state.elapsed_seconds = saved["step"], saved["losses"], saved["elapsed_seconds"]
+    print(f"resuming from {checkpoint_path} at step {state.step} ({state.elapsed_seconds / 60:.1f} min trained so far)")
+
+
+def save(state: TrainingState, checkpoint_path: Path | None, config: TrainConfig, elapsed_seconds: float) -> None:
+    """Write `state` to checkpoint_path (atomically); nothing if there is no run folder."""
+    if checkpoint_path is None:
+        return
+    _save_atomically({
+        "model": state.model.state_dict(),
+        "ema": state.ema.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scaler": state.scaler.state_dict(),
+        "generator": state.generator.get_state(),
+        "step": state.step,
+        "losses": state.losses,
+        "elapsed_seconds": elapsed_seconds,
+        "config": config.to_dict(),
+    }, checkpoint_path)
+
+
+def train_step(state: TrainingState, loss_fn: Callable, data: list[torch.Tensor], config: TrainConfig,
+               amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """One optimizer step on a random batch: the loss, backward, clipped gradients, AdamW with the
+    learning rate of this step, then the EMA. Returns the loss, still on the device (reading it
+    would wait for a GPU: `train` reads the losses every LOG_EVERY steps)."""
+    device = data[0].device
+    index = torch.randint(0, data[0].shape[0], (config.batch_size,), generator=state.generator).to(device)
+    batch = [d[index] for d in data]
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr_at(state.step, config)
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = loss_fn(state.model, batch, state.generator)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    state.scaler.unscale_(state.optimizer)
+    nn.utils.clip_grad_norm_(state.model.parameters(), config.grad_clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    update_ema(state.ema, state.model, state.step, config.ema_decay)
+    state.step += 1
+    return loss.detach()
+
+
+LOG_EVERY = 10  # steps between reading the losses (checked for NaN/inf) and updating the bar
+
+
+def record_losses(state: TrainingState, pending: list[torch.Tensor], config: TrainConfig) -> None:
+    """Move the losses of the last steps into state.losses; stop on the first NaN/inf."""
+    values = torch.stack(pending).float().tolist() if pending else []
+    for offset, value in enumerate(values):
+        if not math.isfinite(value):
+            step = state.step - len(values) + offset
+            raise FloatingPointError(f"loss became {value} at step {step}: lower the learning rate (now {config.lr})")
+    state.losses.extend(values)
+    pending.clear()
 
 
 def train(
@@ -120,96 +210,60 @@ def train(
     """
     if len(data) == 0 or any(d.shape[0] != data[0].shape[0] for d in data):
         raise ValueError(f"data must be tensors with the same first dimension, got {[tuple(d.shape) for d in data]}")
-    if config.steps < 1 or config.batch_size < 1:
-        raise ValueError(f"steps and batch_size must be positive, got {config.steps} and {config.batch_size}")
+    if config.train_steps < 1 or config.batch_size < 1:
+        raise ValueError(f"train_steps and batch_size must be positive, got {config.train_steps} and {config.batch_size}")
     if config.time_budget_minutes is not None and not config.time_budget_minutes > 0:
         raise ValueError(f"time_budget_minutes must be positive (or None for no budget), got {config.time_budget_minutes}")
     device = torch.device(device) if device is not None else get_device()
     data = [d.to(device) for d in data]
     model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
     amp_dtype = autocast_dtype(device, allow_cpu_bf16=config.allow_cpu_bf16)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    start_step, losses, elapsed_before = 0, [], 0.0
-
+    state = TrainingState(
+        model=model,
+        ema=copy.deepcopy(model).eval().requires_grad_(False),
+        optimizer=torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
     checkpoint_path = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
-    if checkpoint_path is not None and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        generator.set_state(state["generator"])
-        start_step, losses, elapsed_before = state["step"], state["losses"], state["elapsed_seconds"]
-        print(f"resuming from {checkpoint_path} at step {start_step} ({elapsed_before / 60:.1f} min trained so far)")
+    restore(state, checkpoint_path, device)
+    start_step, elapsed_before = state.step, state.elapsed_seconds
 
-    def save(step: int, elapsed: float) -> None:
-        if checkpoint_path is None:
-            return
-        _save_atomically(
-            {
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "generator": generator.get_state(),
-                "step": step,
-                "losses": losses,
-                "elapsed_seconds": elapsed,
-                "config": config.to_dict(),
-            },
-            checkpoint_path,
-        )
-
-    result = TrainResult(model=model, ema=ema, step=start_step, losses=losses, resumed_from=start_step)
+    result = TrainResult(model=model, ema=state.ema, step=start_step, losses=state.losses, resumed_from=start_step)
     budget = config.time_budget_minutes * 60 if config.time_budget_minutes is not None else math.inf
-    num_examples = data[0].shape[0]
     t_start = time.perf_counter()
-    step, step_rng_state = start_step, generator.get_state()
-    bar = tqdm(total=config.steps, initial=start_step, desc="training", disable=not progress, dynamic_ncols=True)
+    pending: list[torch.Tensor] = []  # losses not yet read from the device
+    step_rng_state = state.generator.get_state()
+    bar = tqdm(total=config.train_steps, initial=start_step, desc="training", disable=not progress, dynamic_ncols=True)
     try:
-        while step < config.steps:
+        while state.step < config.train_steps:
             if time.perf_counter() - t_start >= budget:  # the budget is per call: a resumed run gets a new one
-                print(f"time budget of {config.time_budget_minutes} min for this run reached at step {step} of "
-                      f"{config.steps}: saving a checkpoint; run the same command again to continue")
+                print(f"time budget of {config.time_budget_minutes} min for this run reached at step {state.step} of "
+                      f"{config.train_steps}: saving a checkpoint; run the same command again to continue")
                 break
-            step_rng_state = generator.get_state()  # to redo this step exactly after a Ctrl-C
-            index = torch.randint(0, num_examples, (config.batch_size,), generator=generator).to(device)
-            batch = [d[index] for d in data]
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = loss_fn(model, batch, generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}: lower the learning rate (now {config.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            update_ema(ema, model, step, config.ema_decay)
-            losses.append(loss.item())
-            step += 1
+            step_rng_state = state.generator.get_state()  # to redo this step exactly after a Ctrl-C
+            pending.append(train_step(state, loss_fn, data, config, amp_dtype))
             bar.update(1)
-            if step % 10 == 0 or step == config.steps:
+            if state.step % LOG_EVERY == 0 or state.step == config.train_steps:
+                record_losses(state, pending, config)
+                recent = state.losses[-50:]
                 seconds = time.perf_counter() - t_start
-                recent = losses[-50:]
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", img_s=f"{(step - start_step) * config.batch_size / seconds:.0f}")
-            if step % config.checkpoint_every == 0:
-                save(step, elapsed_before + time.perf_counter() - t_start)
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}",
+                                img_s=f"{(state.step - start_step) * config.batch_size / seconds:.0f}")
+            if state.step % config.checkpoint_every == 0:
+                record_losses(state, pending, config)
+                save(state, checkpoint_path, config, elapsed_before + time.perf_counter() - t_start)
     except KeyboardInterrupt:
         result.interrupted = True
-        generator.set_state(step_rng_state)  # the unfinished step will be redone on resume
-        print(f"interrupted at step {step}: saving a checkpoint; run the same command again to continue")
+        state.generator.set_state(step_rng_state)  # the unfinished step will be redone on resume
+        print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue")
     finally:
         bar.close()
+    record_losses(state, pending, config)
     seconds = time.perf_counter() - t_start
-    save(step, elapsed_before + seconds)
-    result.step, result.elapsed_seconds = step, elapsed_before + seconds
-    result.images_per_second = (step - start_step) * config.batch_size / max(seconds, 1e-9)
-    result.finished = step >= config.steps
+    save(state, checkpoint_path, config, elapsed_before + seconds)
+    result.step, result.elapsed_seconds = state.step, elapsed_before + seconds
+    result.images_per_second = (state.step - start_step) * config.batch_size / max(seconds, 1e-9)
+    result.finished = state.step >= config.train_steps
     model.eval()
     return result

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from diffedu.__main__ import main
-from diffedu.catalog import model_files
-from diffedu.checkpoints import CheckpointError, checkpoint_dir, file_sha256, publish, read_checkpoint, save_checkpoint
-from diffedu.data import mnist_path
+from diffedu import zoo
+from diffedu.models.checkpoints import CheckpointError, checkpoint_dir, file_sha256, publish, read_checkpoint, save_checkpoint
+from diffedu.course.data import mnist_path
 
 
 @pytest.fixture()
@@ -25,7 +25,7 @@ def course_copy(tmp_path, monkeypatch):
     data = tmp_path / "data"
     (data / "checkpoints").mkdir(parents=True)
     (data / "mnist.npz").symlink_to(mnist_path())
-    for name in model_files("mnist-classifier"):
+    for name in zoo.get("mnist-classifier").saved_files:
         shutil.copy2(checkpoint_dir() / name, data / "checkpoints" / name)
     monkeypatch.setenv("DIFFEDU_DATA", str(data))
     monkeypatch.chdir(tmp_path)
@@ -40,7 +40,7 @@ def test_training_writes_to_runs_and_leaves_the_shipped_model_alone(course_copy,
     before = _hashes(course_copy)
     assert main(["train", "mnist-classifier", "--steps", "3"]) == 0
     card = json.loads((tmp_path / "runs" / "mnist-classifier" / "mnist-classifier.json").read_text())
-    assert card["finished"] and card["steps"] == 3
+    assert card["finished"] and card["train_steps"] == 3
     assert _hashes(course_copy) == before
 
 
@@ -56,13 +56,13 @@ def test_unfinished_run_is_never_published(course_copy, tmp_path, capsys):
 
 
 def test_ctrl_c_during_training_exits_130_and_publishes_nothing(course_copy, tmp_path, monkeypatch, capsys):
-    from diffedu import recipes
+    from diffedu.zoo import mnist_classifier
 
     def interrupt(*args):
         raise KeyboardInterrupt
 
     before = _hashes(course_copy)
-    monkeypatch.setattr(recipes, "classification_loss", interrupt)
+    monkeypatch.setattr(mnist_classifier, "classification_loss", interrupt)
     assert main(["train", "mnist-classifier", "--steps", "5", "--publish"]) == 130
     err = capsys.readouterr().err
     assert "run the same command again to continue" in err and "Traceback" not in err
@@ -73,7 +73,7 @@ def test_ctrl_c_during_training_exits_130_and_publishes_nothing(course_copy, tmp
 def test_finished_run_is_published_with_publish(course_copy, tmp_path):
     assert main(["train", "mnist-classifier", "--steps", "3", "--publish"]) == 0
     published = json.loads((course_copy / "mnist-classifier.json").read_text())
-    assert published["finished"] and published["steps"] == 3
+    assert published["finished"] and published["train_steps"] == 3
     run = tmp_path / "runs" / "mnist-classifier"
     assert _hashes(course_copy) == {k: v for k, v in _hashes(run).items() if k.startswith("mnist-classifier.")}
     assert sorted(p.name for p in course_copy.iterdir()) == ["mnist-classifier.json", "mnist-classifier.safetensors"]
@@ -104,7 +104,7 @@ def _tiny_checkpoint(folder, card):
 
 
 def test_unfinished_card_warns_in_one_line(tmp_path, capsys):
-    _tiny_checkpoint(tmp_path, {"finished": False, "steps": 7, "train_config": {"steps": 100}})
+    _tiny_checkpoint(tmp_path, {"finished": False, "train_steps": 7, "train_config": {"train_steps": 100}})
     read_checkpoint("tiny", tmp_path)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unfinished run (step 7 of 100)" in err[0]
@@ -137,7 +137,7 @@ def test_damaged_header_is_a_clear_error_even_without_a_hash(tmp_path):
 
 def test_cli_reports_a_damaged_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "checkpoints"
-    for name in model_files("mnist-unet"):
+    for name in zoo.get("mnist-unet").saved_files:
         folder.mkdir(exist_ok=True)
         shutil.copy2(checkpoint_dir() / name, folder / name)
     weights = folder / "mnist-unet.safetensors"
@@ -165,8 +165,8 @@ def test_every_shipped_card_records_the_hash_of_every_file(name):
 
 
 def test_mini_sd_with_a_flipped_byte_is_named(tmp_path):
-    from diffedu.checkpoints import record_sha256
-    from diffedu.sd.mini import load_mini_sd
+    from diffedu.models.checkpoints import record_sha256
+    from diffedu.sd.mini import load_pipeline
 
     shutil.copytree(checkpoint_dir() / "mini-sd", tmp_path / "mini-sd")
     card = {"finished": True}
@@ -177,7 +177,7 @@ def test_mini_sd_with_a_flipped_byte_is_named(tmp_path):
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"unet/diffusion_pytorch_model\.safetensors is damaged"):
-        load_mini_sd(folder=tmp_path)
+        load_pipeline(folder=tmp_path)
 
 
 def test_mini_sd_tokenizer_ships_the_files_transformers_4_reads():

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from diffedu.__main__ import main
-from diffedu.checkpoints import save_checkpoint
+from diffedu.models.checkpoints import save_checkpoint
 from diffedu.models.unet import UNet, UNetConfig
-from diffedu.recipes import DiffusionSettings
+from diffedu.losses import DiffusionSettings
 
 TINY = UNetConfig(base_channels=8, channel_mults=(1, 1), attention_heads=1, groups=2, patch_size=2)
 
@@ -26,7 +26,7 @@ def tiny_model_dir(tmp_path, monkeypatch):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    config = {"unet": TINY.to_dict(), "diffusion": DiffusionSettings().__dict__}
+    config = {"unet": TINY.to_dict(), "diffusion": DiffusionSettings().to_dict()}
     save_checkpoint(model, "mnist-unet", config, {"notes": "test"}, tmp_path / "checkpoints")
     monkeypatch.setenv("DIFFEDU_DATA", str(tmp_path))
     return tmp_path
@@ -74,7 +74,8 @@ def test_heun_sampler_differs_from_ddim_and_is_reproducible(tiny_model_dir, tmp_
     "extra, message",
     [
         (["--label", "12"], "--label must be a digit 0-9"),
-        (["--sampler", "ddpm", "--steps", "2000"], "--steps must be in 1..1000"),
+        (["--sampler", "ancestral", "--steps", "2000"], "--steps must be in 1..1000"),
+        (["--sampler", "ddpm", "--steps", "50"], "use --sampler ancestral"),
         (["--steps", "0"], "--steps must be in 1..1000"),
         (["--n", "0"], "--n: must be at least 1, got 0"),
         (["--label", "3", "--all-labels"], "not allowed with argument"),
@@ -133,9 +134,9 @@ def test_output_path_is_checked_before_any_work(tmp_path, monkeypatch, capsys):
 
 
 def test_ctrl_c_during_sampling_keeps_the_finished_batches(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    from diffedu import recipes
+    from diffedu import samplers
 
-    real_ddim, calls = recipes.ddim_sample, []
+    real_ddim, calls = samplers.ddim_sample, []
 
     def interrupted_in_second_batch(*args, **kwargs):
         calls.append(1)
@@ -143,7 +144,7 @@ def test_ctrl_c_during_sampling_keeps_the_finished_batches(tiny_model_dir, tmp_p
             raise KeyboardInterrupt
         return real_ddim(*args, **kwargs)
 
-    monkeypatch.setattr(recipes, "ddim_sample", interrupted_in_second_batch)
+    monkeypatch.setattr(samplers, "ddim_sample", interrupted_in_second_batch)
     out = tmp_path / "partial.npz"
     assert main(["sample", "mnist-unet", "--n", "6", "--batch-size", "3", "--steps", "2", "--out", str(out)]) == 130
     saved = np.load(out)
@@ -187,10 +188,10 @@ def test_help_explains_every_option():
         assert option in text
 
 
-def test_ddpm_with_few_steps_is_seeded_and_differs_from_ddim(tiny_model_dir, tmp_path):
+def test_ancestral_sampling_on_few_steps_is_seeded_and_differs_from_ddim(tiny_model_dir, tmp_path):
     args = ["sample", "mnist-unet", "--n", "4", "--steps", "4", "--seed", "1", "--all-labels"]
-    main(args + ["--sampler", "ddpm", "--out", str(tmp_path / "p1.npz")])
-    main(args + ["--sampler", "ddpm", "--out", str(tmp_path / "p2.npz")])
+    main(args + ["--sampler", "ancestral", "--out", str(tmp_path / "p1.npz")])
+    main(args + ["--sampler", "ancestral", "--out", str(tmp_path / "p2.npz")])
     main(args + ["--out", str(tmp_path / "d.npz")])
     ddpm, again, ddim = (np.load(tmp_path / f)["images"] for f in ("p1.npz", "p2.npz", "d.npz"))
     assert np.array_equal(ddpm, again) and not np.array_equal(ddpm, ddim)

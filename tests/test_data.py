@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffedu import data
-from diffedu.data import MnistFileError, load_mnist, to_uint8
+from diffedu.course import data
+from diffedu.course.data import MnistFileError, load_mnist, to_uint8
 
 
 def test_file_matches_its_documented_checks():

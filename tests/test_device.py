@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from diffedu.device import autocast, autocast_dtype, get_device, mps_available, randn, seed_everything, synchronize
-from diffedu.fast import fast_or_full, is_fast_mode
-from diffedu.report import environment_report
+from diffedu.course.device import autocast, autocast_dtype, get_device, mps_available, randn, seed_everything, synchronize
+from diffedu.course.fast import fast_or_full, is_fast_mode
+from diffedu.course.report import environment_report
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 needs_mps = pytest.mark.skipif(not mps_available(), reason="no Apple MPS device on this machine")
@@ -62,7 +62,7 @@ def test_cpu_stays_float32_unless_asked_and_supported():
     with autocast("cpu"):
         out = torch.nn.Linear(4, 4)(torch.randn(2, 4))
     assert out.dtype == torch.float32
-    from diffedu.device import cpu_has_native_bf16
+    from diffedu.course.device import cpu_has_native_bf16
 
     expected = torch.bfloat16 if cpu_has_native_bf16() else None
     assert autocast_dtype("cpu", allow_cpu_bf16=True) == expected

@@ -63,7 +63,7 @@ def test_reference_solutions_pass():
 
 
 def _count(split, digit):
-    from diffedu.data import load_mnist
+    from diffedu.course.data import load_mnist
 
     return int((load_mnist(split).labels == digit).sum())
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from diffedu.__main__ import main
-from diffedu.checkpoints import CheckpointError, save_checkpoint
-from diffedu.latent_recipes import _weights_sha256, latent_diffusion_loss_fn, load_mnist_ldm
+from diffedu.models.checkpoints import CheckpointError, save_checkpoint
+from diffedu import zoo
+from diffedu.zoo.mnist_ldm import latent_diffusion_loss_fn, vae_sha256
 from diffedu.models.unet import UNet, UNetConfig
 from diffedu.models.vae import VAE, VAEConfig
-from diffedu.recipes import DiffusionSettings
+from diffedu.losses import DiffusionSettings
 from diffedu.schedules import make_schedule
 
 TINY_VAE = VAEConfig(channels=(8, 8), groups=2)
@@ -30,7 +31,7 @@ def tiny_ldm_dir(tmp_path, monkeypatch):
     torch.manual_seed(0)
     folder = tmp_path / "checkpoints"
     save_checkpoint(_jitter(VAE(TINY_VAE)), "mnist-vae", {"vae": TINY_VAE.to_dict(), "beta": 0.01, "scaling_factor": 0.8}, {}, folder)
-    config = {"unet": TINY_LATENT_UNET.to_dict(), "diffusion": DiffusionSettings().__dict__, "vae_sha256": _weights_sha256("mnist-vae", folder)}
+    config = {"unet": TINY_LATENT_UNET.to_dict(), "diffusion": DiffusionSettings().to_dict(), "vae_sha256": vae_sha256(folder)}
     save_checkpoint(_jitter(UNet(TINY_LATENT_UNET)), "mnist-ldm", config, {}, folder)
     monkeypatch.setenv("DIFFEDU_DATA", str(tmp_path))
     return tmp_path
@@ -56,7 +57,7 @@ def test_loss_sees_scaled_latents():
 
 
 def test_ldm_samples_decoded_images_reproducibly(tiny_ldm_dir):
-    ldm, _ = load_mnist_ldm()
+    ldm = zoo.load("mnist-ldm")
     labels = torch.arange(6) % 10
     a = ldm.sample(6, steps=3, seed=2, labels=labels, guidance=2.0, progress=False)
     b = ldm.sample(6, steps=3, seed=2, labels=labels, guidance=2.0, batch_size=4, progress=False)
@@ -69,7 +70,7 @@ def test_ldm_refuses_another_vae(tiny_ldm_dir):
     torch.manual_seed(1)
     save_checkpoint(_jitter(VAE(TINY_VAE)), "mnist-vae", {"vae": TINY_VAE.to_dict(), "beta": 0.01, "scaling_factor": 0.8}, {}, folder)
     with pytest.raises(CheckpointError, match="different mnist-vae"):
-        load_mnist_ldm()
+        zoo.load("mnist-ldm")
 
 
 def test_cli_samples_mnist_ldm_like_mnist_unet(tiny_ldm_dir, tmp_path):

@@ -8,8 +8,9 @@ import torch
 from scipy import linalg
 from skimage.metrics import structural_similarity
 
+from diffedu.models.classifier import MnistClassifier
 from diffedu.metrics import (
-    MnistClassifier, accuracy, fid_from_features, frechet_distance, gaussian_fit, inception_score_from_probs, kid_from_features,
+    accuracy, fid_from_features, frechet_distance, gaussian_fit, inception_score_from_probs, kid_from_features,
     mmd2_unbiased, perceptual_path_length, precision_recall, psnr, slerp, ssim,
 )
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from diffedu.online import can_reach
+from diffedu.course.online import can_reach
 
 
 def test_forced_offline_makes_no_request(monkeypatch):

@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10
     import tomli as tomllib
 
-from diffedu.colab import INSTALL_CELL, KERNELSPEC, REPO_URL, colab_badge, first_code_cell, install_cell
+from diffedu.course.colab import INSTALL_CELL, KERNELSPEC, REPO_URL, colab_badge, first_code_cell, install_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -130,7 +130,7 @@ def test_readme_and_every_chapter_have_an_open_in_colab_badge():
     assert colab_badge("00_setup.ipynb") in (ROOT / "README.md").read_text()
     for path in CHAPTERS:
         first_cell = "".join(json.loads(path.read_text())["cells"][0]["source"])
-        assert colab_badge(path.name) in first_cell, f"run `python -m diffedu.colab` ({path.name})"
+        assert colab_badge(path.name) in first_cell, f"run `python -m diffedu.course.colab` ({path.name})"
     assert colab_badge("00_setup.ipynb", "https://github.com/me/fork").startswith(
         "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
         "(https://colab.research.google.com/github/me/fork/blob/main/chapters/00_setup.ipynb)")
@@ -150,7 +150,7 @@ def test_notebook_is_unchanged_by_nbformat_and_by_running_it_in_jupyterlab(path,
     text = path.read_text()
     notebook = nbformat.reads(text, as_version=4)
     assert notebook.metadata.get("kernelspec") == KERNELSPEC
-    assert nbformat.writes(notebook) + "\n" == text, "run `python -m diffedu.colab` to write it in nbformat's layout"
+    assert nbformat.writes(notebook) + "\n" == text, "run `python -m diffedu.course.colab` to write it in nbformat's layout"
     for cell in notebook.cells:  # what running it in JupyterLab adds
         if cell.cell_type == "code":
             cell.execution_count = 3
@@ -164,7 +164,7 @@ def test_notebook_is_unchanged_by_nbformat_and_by_running_it_in_jupyterlab(path,
 def test_repository_address_lives_in_one_place():
     assert PROJECT["urls"]["Homepage"] == REPO_URL
     hits = [p for p in ROOT.rglob("*.py") if not any(part.startswith(".venv") for part in p.parts) and REPO_URL in p.read_text() and p.name != "colab.py"]
-    assert hits == [], f"the repository address is spelled out again in {hits}: import diffedu.colab.REPO_URL"
+    assert hits == [], f"the repository address is spelled out again in {hits}: import diffedu.course.colab.REPO_URL"
 
 
 def test_there_are_chapters():
@@ -175,7 +175,7 @@ def test_there_are_chapters():
 def test_notebook_follows_the_course_template(path):
     notebook = json.loads(path.read_text())
     cells = notebook["cells"]
-    assert "".join(first_code_cell(notebook)["source"]) == INSTALL_CELL, "run `python -m diffedu.colab`"
+    assert "".join(first_code_cell(notebook)["source"]) == INSTALL_CELL, "run `python -m diffedu.course.colab`"
     for cell in cells:
         if cell["cell_type"] == "code":
             assert not cell["outputs"] and cell["execution_count"] is None, "commit notebooks without outputs"

@@ -16,9 +16,9 @@ import torch  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
-from diffedu.plotting import FilmStripAnimation, animate_images, image_grid, plot_points, plot_schedules, show_images  # noqa: E402
+from diffedu.course.plotting import FilmStripAnimation, animate_images, image_grid, plot_points, plot_schedules, show_images  # noqa: E402
 from diffedu.schedules import make_schedule  # noqa: E402
-from diffedu.widgets import noise_explorer, widget_frontend_available, widget_support  # noqa: E402
+from diffedu.course.widgets import noise_explorer, widget_frontend_available, widget_support  # noqa: E402
 
 
 def test_image_grid_layout_and_range():

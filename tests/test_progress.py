@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from diffedu import progress
+from diffedu.course import progress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ STUCK_AT_ZERO = re.compile(r"(?<!\d)0%\|")  # "  0%|" but not "100%|"
 @pytest.fixture(scope="module")
 def executed_cells():
     cells = [
-        "import time\nfrom diffedu.progress import tqdm",
+        "import time\nfrom diffedu.course.progress import tqdm",
         "for _ in tqdm(range(20), desc='loop'):\n    time.sleep(0.01)",
         "bar = tqdm(total=20, desc='manual')\nfor step in range(20):\n    bar.update()\n    bar.set_postfix(loss=0.5)\n"
         "    time.sleep(0.01)\nbar.close()\ntqdm.write('done')",

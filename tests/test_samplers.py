@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from diffedu.device import randn
+from diffedu.course.device import randn
 from diffedu.samplers import (
     ddim_sample,
     ddim_step,
@@ -150,18 +150,18 @@ def test_sampling_loops_reach_a_known_point_and_are_reproducible():
     ddpm = ddpm_sample(model, SHAPE, s, generator=torch.Generator().manual_seed(0), capture_every=250, progress=False)
     assert torch.allclose(ddpm.samples, x0.expand(SHAPE), atol=1e-3)
     assert ddpm.timesteps == [999, 749, 499, 249, 0] and len(ddpm.trajectory) == 5
-    ddim = ddim_sample(model, SHAPE, s, num_steps=10, generator=torch.Generator().manual_seed(0), progress=False)
+    ddim = ddim_sample(model, SHAPE, s, steps=10, generator=torch.Generator().manual_seed(0), progress=False)
     assert torch.allclose(ddim.samples, x0.expand(SHAPE), atol=1e-3)
-    again = ddim_sample(model, SHAPE, s, num_steps=10, eta=1.0, generator=torch.Generator().manual_seed(5), progress=False)
-    twice = ddim_sample(model, SHAPE, s, num_steps=10, eta=1.0, generator=torch.Generator().manual_seed(5), progress=False)
+    again = ddim_sample(model, SHAPE, s, steps=10, eta=1.0, generator=torch.Generator().manual_seed(5), progress=False)
+    twice = ddim_sample(model, SHAPE, s, steps=10, eta=1.0, generator=torch.Generator().manual_seed(5), progress=False)
     assert torch.equal(again.samples, twice.samples)
 
 
 def test_ddim_with_eta_zero_is_deterministic_given_x_T():
     s = make_schedule("linear")
     model = lambda x, t: x * (t.float() / (t.float() + 1)).reshape(-1, 1, 1, 1)  # diffusers' fake model
-    a = ddim_sample(model, SHAPE, s, num_steps=25, generator=torch.Generator().manual_seed(7), progress=False)
-    b = ddim_sample(model, SHAPE, s, num_steps=25, generator=torch.Generator().manual_seed(7), progress=False)
+    a = ddim_sample(model, SHAPE, s, steps=25, generator=torch.Generator().manual_seed(7), progress=False)
+    b = ddim_sample(model, SHAPE, s, steps=25, generator=torch.Generator().manual_seed(7), progress=False)
     assert torch.equal(a.samples, b.samples)
     x_T = randn(SHAPE, torch.Generator().manual_seed(7))
     assert not torch.allclose(a.samples, x_T)
@@ -178,7 +178,7 @@ def test_ddim_with_eta_zero_is_deterministic_given_x_T():
         (lambda s, x, e: ddim_step(x, 5, 5, e, s), "t_prev must satisfy"),
         (lambda s, x, e: ddim_step(x, 5, 2, e, s, eta=2.0), "eta must be in"),
         (lambda s, x, e: ddim_step(x, 5, 2, e, s, eta=0.5), "needs `noise`"),
-        (lambda s, x, e: ddim_timesteps(1000, 0), "num_steps must be in"),
+        (lambda s, x, e: ddim_timesteps(1000, 0), "steps must be in"),
         (lambda s, x, e: ddim_timesteps(1000, 10, "middle"), "spacing must be"),
         (lambda s, x, e: ddpm_sample(lambda x, t: x[:, :1], (2, 3), s, progress=False), "model returned shape"),
     ],
@@ -193,7 +193,7 @@ def test_bad_input_raises_helpful_errors(call, message):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_strided_ddpm_is_ddim_with_eta_one(clip, dtype):
     """diffusers' DDPMScheduler with 20 inference steps takes DDPM's posterior step between
-    strided timesteps; that is ddim_step with eta = 1 (what sample_unet's "ddpm" does)."""
+    strided timesteps; that is ddim_step with eta = 1 (what samplers.sample's "ancestral" does)."""
     schedule = make_schedule("linear")
     scheduler = DDPMScheduler(num_train_timesteps=1000, trained_betas=schedule.betas.numpy(),
                               variance_type="fixed_small", clip_sample=clip is not None, timestep_spacing="trailing")

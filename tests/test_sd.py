@@ -7,11 +7,11 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
-from diffedu.captions import TEMPLATES, all_captions, caption, random_captions
+from diffedu.course.captions import TEMPLATES, all_captions, caption, random_captions
 from diffedu.sd import hub
 from diffedu.sd.memory import PipelineSettings, apply_settings, choose_settings, peak_memory_mb
 from diffedu.sd.mini import (
-    MAX_TOKENS, SCHEDULER_CONFIG, caption_table, crop_to_28, load_mini_sd, load_tokenizer, pad_to_32, prompt_adherence,
+    MAX_TOKENS, SCHEDULER_CONFIG, caption_table, crop_to_28, load_pipeline, load_tokenizer, pad_to_32, prompt_adherence,
     scaled_linear_schedule, tokenize,
 )
 
@@ -60,7 +60,7 @@ def test_pad_and_crop_are_inverse():
 
 @pytest.fixture(scope="module")
 def mini_pipe():
-    return load_mini_sd()
+    return load_pipeline()
 
 
 def test_mini_sd_loads_offline_and_is_reproducible(mini_pipe):
@@ -78,10 +78,10 @@ def test_mini_sd_follows_prompts(mini_pipe):
 
 
 def test_missing_checkpoint_says_how_to_get_it(tmp_path):
-    from diffedu.checkpoints import CheckpointError
+    from diffedu.models.checkpoints import CheckpointError
 
     with pytest.raises(CheckpointError, match="python -m diffedu train mini-sd"):
-        load_mini_sd(folder=tmp_path)
+        load_pipeline(folder=tmp_path)
 
 
 # --- registry and offline fallback
@@ -182,7 +182,7 @@ def test_peak_memory_is_reported_on_cpu():
 @needs_cuda
 def test_gpu_settings_on_a_real_gpu():
     settings = choose_settings(torch.device("cuda"))
-    pipe = apply_settings(load_mini_sd(), settings)  # a fresh copy: fp16 and offload hooks stay out of other tests
+    pipe = apply_settings(load_pipeline(), settings)  # a fresh copy: fp16 and offload hooks stay out of other tests
     images = pipe(["seven"], num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt").images
     assert images.shape == (1, 1, 32, 32) and torch.isfinite(images).all()
     assert peak_memory_mb(torch.device("cuda")) > 0

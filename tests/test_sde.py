@@ -54,9 +54,9 @@ def test_euler_step_of_the_probability_flow_ode_is_ddim(t, t_prev):
 def test_euler_sampler_reproduces_ddim_sample(clip_x0):
     mixture, schedule = make_toy_mixture(), make_schedule("linear")
     model = exact_noise_predictor(mixture, schedule)
-    ddim = ddim_sample(model, (200, 2), schedule, num_steps=20, generator=torch.Generator().manual_seed(3),
+    ddim = ddim_sample(model, (200, 2), schedule, steps=20, generator=torch.Generator().manual_seed(3),
                        spacing="trailing", clip_x0=clip_x0, capture_every=5, progress=False)
-    euler = probability_flow_sample(model, (200, 2), schedule, num_steps=20, method="euler",
+    euler = probability_flow_sample(model, (200, 2), schedule, steps=20, method="euler",
                                     generator=torch.Generator().manual_seed(3), clip_x0=clip_x0, capture_every=5, progress=False)
     assert torch.allclose(euler.samples, ddim.samples, atol=1e-4)
     assert euler.timesteps == ddim.timesteps  # and the captured x_0 estimates agree step by step
@@ -159,7 +159,7 @@ def test_annealed_langevin_finds_the_mixture_weights():
 
 def test_bad_inputs_explain():
     schedule = make_schedule("linear")
-    with pytest.raises(ValueError, match="num_steps"):
+    with pytest.raises(ValueError, match="steps"):
         karras_timesteps(schedule, 0)
     with pytest.raises(ValueError, match="method"):
         probability_flow_sample(lambda x, t: x, (2, 2), schedule, 5, method="rk4", progress=False)

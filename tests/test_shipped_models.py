@@ -1,17 +1,21 @@
-"""The checkpoints in data/checkpoints: present, small, documented, and as good as their cards say."""
+"""The checkpoints in data/checkpoints: present, small, documented, as good as their cards say, and
+drawing the same samples for the same seed as the code that made them (tests/data/reference_samples)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from diffedu.checkpoints import CheckpointError, checkpoint_paths, read_checkpoint
-from diffedu.data import load_mnist
-from diffedu.latent_recipes import load_mnist_ldm, load_mnist_vae, reconstruction_metrics
+from diffedu.models.checkpoints import CheckpointError, checkpoint_paths, read_checkpoint
+from diffedu.course.data import load_mnist
+from diffedu.latents import decode, encode, reconstruction_metrics
 from diffedu.metrics import accuracy, load_classifier
-from diffedu.recipes import load_mnist_unet, sample_unet
+from diffedu.samplers import sample
+from diffedu import zoo
 
-CARD_FIELDS = ("command", "train_config", "steps", "wall_time_minutes", "hardware", "metrics", "model_config", "trained_on")
+CARD_FIELDS = ("command", "train_config", "train_steps", "wall_time_minutes", "hardware", "metrics", "model_config", "trained_on")
 
 
 @pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm"])
@@ -32,21 +36,22 @@ def test_classifier_reaches_99_percent_on_the_test_set():
 
 
 def test_unet_loads_and_samples_reproducibly():
-    model, schedule, card = load_mnist_unet()
+    model, schedule = zoo.load("mnist-unet")
     labels = torch.arange(4)
-    a = sample_unet(model, schedule, 4, "ddim", 5, seed=1, labels=labels, guidance=2.0, progress=False)
-    b = sample_unet(model, schedule, 4, "ddim", 5, seed=1, labels=labels, guidance=2.0, progress=False)
+    a = sample(model, schedule, 4, "ddim", 5, seed=1, labels=labels, guidance=2.0, progress=False)
+    b = sample(model, schedule, 4, "ddim", 5, seed=1, labels=labels, guidance=2.0, progress=False)
     assert a.shape == (4, 1, 28, 28) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
     x_init = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))  # the noise seed 1 draws
-    c = sample_unet(model, schedule, 4, "ddim", 5, seed=99, labels=labels, guidance=2.0, progress=False, x_init=x_init)
+    c = sample(model, schedule, 4, "ddim", 5, seed=99, labels=labels, guidance=2.0, progress=False, x_init=x_init)
     assert torch.equal(a, c)  # given x_T, DDIM is deterministic: the seed no longer matters
     with pytest.raises(ValueError, match="x_init must have shape"):
-        sample_unet(model, schedule, 4, "ddim", 5, labels=labels, progress=False, x_init=x_init[:2])
+        sample(model, schedule, 4, "ddim", 5, labels=labels, progress=False, x_init=x_init[:2])
 
 
 def test_vae_meets_the_reconstruction_targets_on_test_digits():
-    vae, scaling_factor, card = load_mnist_vae()
+    vae, card = zoo.load("mnist-vae"), zoo.card("mnist-vae")
+    scaling_factor = vae.config.scaling_factor
     metrics = reconstruction_metrics(vae, load_mnist("test").images[:1000])
     assert metrics["psnr_db"] >= 20 and metrics["ssim"] >= 0.85  # chapter 04's targets
     assert abs(metrics["psnr_db"] - card["metrics"]["psnr_db"]) < 1.5  # the card's whole-test-set figure
@@ -54,7 +59,7 @@ def test_vae_meets_the_reconstruction_targets_on_test_digits():
 
 
 def test_latent_model_loads_and_draws_the_digits_it_is_asked_for():
-    ldm, card = load_mnist_ldm()
+    ldm = zoo.load("mnist-ldm")
     labels = torch.arange(20) % 10
     a = ldm.sample(20, steps=10, seed=1, labels=labels, guidance=2.0, progress=False)
     b = ldm.sample(20, steps=10, seed=1, labels=labels, guidance=2.0, progress=False)
@@ -65,3 +70,45 @@ def test_latent_model_loads_and_draws_the_digits_it_is_asked_for():
 def test_unknown_checkpoint_explains(tmp_path):
     with pytest.raises(CheckpointError, match="python -m diffedu train nothing"):
         read_checkpoint("nothing", tmp_path)
+
+
+REFERENCE = Path(__file__).parent / "data" / "reference_samples.safetensors"
+
+
+def _draw_like_the_reference() -> dict[str, torch.Tensor]:
+    """The calls that made tests/data/reference_samples.safetensors (with the library of commit
+    1733843, before issue 15 reshaped it: recipes.sample_unet, "ddpm" on 25 steps, ...)."""
+    out = {}
+    unet, schedule = zoo.load("mnist-unet")
+    labels = torch.arange(6) % 10
+    for seed in (0, 1):
+        out[f"unet_ddim20_s{seed}"] = sample(unet, schedule, 6, "ddim", 20, seed=seed, labels=labels, guidance=1.5, progress=False)
+    out["unet_heun8_s0"] = sample(unet, schedule, 6, "heun", 8, seed=0, labels=labels, guidance=1.5, progress=False)
+    out["unet_ddpm25_s0"] = sample(unet, schedule, 6, "ancestral", 25, seed=0, labels=labels, progress=False)
+    out["unet_uncond_ddim10_s0"] = sample(unet, schedule, 4, "ddim", 10, seed=0, progress=False)
+    out["unet_ddpm1000_s0"] = sample(unet, schedule, 2, "ddpm", seed=0, labels=torch.tensor([3, 7]), progress=False)
+    ldm = zoo.load("mnist-ldm")
+    for seed in (0, 1):
+        out[f"ldm_ddim20_s{seed}"] = ldm.sample(6, "ddim", 20, seed=seed, labels=labels, guidance=1.5, progress=False)
+    out["ldm_heun8_s0"] = ldm.sample(6, "heun", 8, seed=0, labels=labels, guidance=1.5, progress=False)
+    test_digits = load_mnist("test").images[:32]
+    vae = zoo.load("mnist-vae")
+    out["vae_recon"] = decode(vae, encode(vae, test_digits)[0])
+    with torch.no_grad():
+        out["classifier_logits"] = zoo.load("mnist-classifier")(test_digits)
+    pipe = zoo.load("mini-sd")
+    for seed in (0, 1):
+        out[f"minisd_s{seed}"] = pipe(["a handwritten 3", "the digit seven", "", "a handwritten 0"], num_inference_steps=10,
+                                     guidance_scale=3.0, generator=torch.Generator().manual_seed(seed), output_type="pt").images
+    return out
+
+
+def test_shipped_models_draw_what_they_drew_before_the_library_was_reshaped():
+    """Same seed, same samples, for every shipped model, through the new entry points. (On the
+    reference machine they are bit-identical; the tolerance only allows for other CPUs'
+    rounding: any change of noise, timesteps or guidance moves pixels by far more.)"""
+    reference = load_file(REFERENCE)
+    drawn = _draw_like_the_reference()
+    assert sorted(drawn) == sorted(reference)
+    for key, expected in reference.items():
+        torch.testing.assert_close(drawn[key], expected, atol=1e-5, rtol=0, msg=lambda m, key=key: f"{key}: {m}")

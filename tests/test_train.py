@@ -30,7 +30,7 @@ def _model():
     return torch.nn.Linear(1, 1)
 
 
-CONFIG = TrainConfig(steps=60, batch_size=32, lr=0.1, warmup_steps=5, checkpoint_every=10, ema_decay=0.9, seed=3)
+CONFIG = TrainConfig(train_steps=60, batch_size=32, lr=0.1, warmup_steps=5, checkpoint_every=10, ema_decay=0.9, seed=3)
 
 
 def test_it_learns_and_keeps_an_ema():
@@ -41,7 +41,7 @@ def test_it_learns_and_keeps_an_ema():
 
 
 def test_learning_rate_warms_up_then_decays():
-    lrs = [lr_at(s, CONFIG) for s in range(CONFIG.steps)]
+    lrs = [lr_at(s, CONFIG) for s in range(CONFIG.train_steps)]
     assert lrs[0] == CONFIG.lr / CONFIG.warmup_steps and max(lrs) == CONFIG.lr
     assert abs(lrs[-1] - CONFIG.lr * CONFIG.min_lr_ratio) < 0.01 * CONFIG.lr
 
@@ -69,7 +69,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 def test_time_budget_stops_and_saves(tmp_path):
     from dataclasses import replace
 
-    result = train(_model(), _loss, _problem(), replace(CONFIG, steps=10**9, time_budget_minutes=0.002), tmp_path, device="cpu", progress=False)
+    result = train(_model(), _loss, _problem(), replace(CONFIG, train_steps=10**9, time_budget_minutes=0.002), tmp_path, device="cpu", progress=False)
     assert not result.finished and 0 < result.step < 10**9
     state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
     assert state["step"] == result.step
@@ -81,7 +81,7 @@ def test_budget_is_per_call_so_running_again_finishes(tmp_path):
     from dataclasses import replace
 
     slow = lambda model, batch, gen: (time.sleep(0.01), _loss(model, batch, gen))[1]
-    config = replace(CONFIG, steps=400, time_budget_minutes=0.25 / 60)  # a quarter of a second a call
+    config = replace(CONFIG, train_steps=400, time_budget_minutes=0.25 / 60)  # a quarter of a second a call
     steps_seen, result = [], None
     for _ in range(200):
         result = train(_model(), slow, _problem(), config, tmp_path, device="cpu", progress=False)
@@ -112,7 +112,7 @@ SCRIPT = textwrap.dedent(
     from diffedu.train import train
 
     slow = lambda model, batch, gen: (time.sleep(0.02), _loss(model, batch, gen))[1]
-    train(_model(), slow, _problem(), replace(CONFIG, steps=100000), {run_dir!r}, device="cpu", progress=False)
+    train(_model(), slow, _problem(), replace(CONFIG, train_steps=100000), {run_dir!r}, device="cpu", progress=False)
     """
 )
 
@@ -135,6 +135,6 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert len(saved["losses"]) == saved["step"]
     from dataclasses import replace
 
-    resumed = train(_model(), _loss, _problem(), replace(CONFIG, steps=saved["step"] + 10), tmp_path, device="cpu", progress=False)
+    resumed = train(_model(), _loss, _problem(), replace(CONFIG, train_steps=saved["step"] + 10), tmp_path, device="cpu", progress=False)
     assert resumed.resumed_from == saved["step"] and resumed.step == saved["step"] + 10
     assert resumed.losses[: saved["step"]] == saved["losses"]  # nothing before the save is lost

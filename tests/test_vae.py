@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffedu.data import load_mnist
-from diffedu.latent_recipes import latent_scale_factor, vae_loss_fn
+from diffedu.course.data import load_mnist
+from diffedu.latents import latent_scale_factor
+from diffedu.zoo.mnist_vae import vae_loss_fn
 from diffedu.models.vae import VAE, VAEConfig, kl_to_standard_normal, sample_posterior, vae_loss
 from diffedu.train import TrainConfig, train
 
@@ -71,7 +72,7 @@ def test_a_short_training_run_improves_reconstructions():
     images = load_mnist("train").images[:512]
     vae = VAE(SMALL)
     before = vae_loss(vae, images, torch.Generator().manual_seed(0), 0.01)[1]["reconstruction"].item()
-    result = train(vae, vae_loss_fn(0.01), (images,), TrainConfig(steps=60, batch_size=64, lr=3e-3, warmup_steps=5), progress=False, device="cpu")
+    result = train(vae, vae_loss_fn(0.01), (images,), TrainConfig(train_steps=60, batch_size=64, lr=3e-3, warmup_steps=5), progress=False, device="cpu")
     after = vae_loss(result.model, images, torch.Generator().manual_seed(0), 0.01)[1]["reconstruction"].item()
     assert after < 0.7 * before, (before, after)
 

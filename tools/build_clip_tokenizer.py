@@ -28,7 +28,7 @@ from pathlib import Path
 from transformers import CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from diffedu.captions import all_captions
+from diffedu.course.captions import all_captions
 
 OUT = Path(__file__).resolve().parents[1] / "diffedu" / "assets" / "clip_tokenizer"
 SPECIAL = ["<|startoftext|>", "<|endoftext|>"]

@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from diffedu.data import load_mnist, to_uint8
+from diffedu.course.data import load_mnist, to_uint8
 from diffedu.exercises import ExerciseError, exercise, expect_tensor, expect_whole_number, reject_known_mistakes
 
 

@@ -106,7 +106,7 @@ def check_skip_ahead(skip_ahead) -> None:
     """
     schedule = make_schedule("linear")
     alpha_bar = schedule.alpha_bar  # (T,) float32
-    last = schedule.num_steps - 1
+    last = schedule.num_train_timesteps - 1
 
     def alpha_bar_at(k: int) -> torch.Tensor:
         return alpha_bar[k] if k >= 0 else torch.ones(())  # clean data: the paper's alpha_bar_0 = 1

@@ -9,7 +9,7 @@ from diffedu.exercises import (
     ExerciseError, exercise, expect_close, expect_tensor, expect_whole_number, reject_known_mistakes,
 )
 from diffedu.models.time_embedding import timestep_embedding
-from diffedu.models.unet import count_parameters
+from diffedu.models import count_parameters
 
 
 def _frequencies(half: int, denominator: float) -> torch.Tensor:

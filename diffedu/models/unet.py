@@ -1,10 +1,17 @@
 """A small UNet noise predictor eps_theta(x_t, t, label) for 28 x 28 images (chapter 03).
 
-    x_t (B, 1, 28, 28) ──conv──> 28x28 ─ResBlock─┐                         ┌─ResBlock─> conv ─> eps
-                                   │ down        │ skip          skip      │   ^ up
-                                 14x14 ─ResBlock─┤                         ├─ResBlock
-                                   │ down        │                         │   ^ up
-                                  7x7 ──ResBlock─┴─> ResBlock, Attention, ResBlock (middle)
+As shipped (mnist-unet: patch_size=2, channel_mults=(1, 2)): 2 x 2 pixel patches are folded into
+channels first, so the UNet works at 14 x 14 and 7 x 7 (the latent model, mnist-ldm, runs the
+same design on 4 x 7 x 7 latents, at 7 x 7 and 4 x 4):
+
+    x_t (B, 1, 28, 28)                                          eps (B, 1, 28, 28)
+      │ fold 2x2 patches into channels                              ^ unfold the patches
+    (B, 4, 14, 14) ─conv─> 14x14 ─ResBlock──── skip ────> ResBlock ─ conv
+                             │ down                          ^ up
+                            7x7 ─ResBlock── skip ──> ResBlock, ResBlock
+                             └──> middle: ResBlock, Attention, ResBlock ──┘
+
+With patch_size=1 and channel_mults=(1, 2, 2) (the defaults) it runs at 28, 14 and 7 instead.
 
 Every ResBlock receives the timestep's sinusoidal embedding (and, for a class-conditional
 model, a learned class embedding; class `num_classes` is the "null" class used for
@@ -25,7 +32,7 @@ from diffedu.models.time_embedding import timestep_embedding
 
 @dataclass
 class UNetConfig:
-    """Shape of the UNet (the course's shipped model is diffedu.recipes.MNIST_UNET_MODEL)."""
+    """Shape of the UNet (the course's shipped models: diffedu.zoo.mnist_unet.MODEL_CONFIG, mnist_ldm.MODEL_CONFIG)."""
 
     image_channels: int = 1
     image_size: int = 28
@@ -201,6 +208,3 @@ class UNet(nn.Module):
         out = self.out_conv(F.silu(self.out_norm(h)))  # (B, p*p, 28/p, 28/p)
         return F.pixel_shuffle(out, cfg.patch_size)  # (B, 1, 28, 28)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -18,18 +18,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffedu.device import randn
+from diffedu.course.device import randn
 
 
 @dataclass
 class VAEConfig:
-    """Shape of the VAE (the course's shipped model is diffedu.latent_recipes.MNIST_VAE_MODEL)."""
+    """Shape of the VAE (the course's shipped model: diffedu.zoo.mnist_vae.MODEL_CONFIG), and the
+    scale factor of its latents, eq. (4.8), once measured (as diffusers' AutoencoderKL.config)."""
 
     image_channels: int = 1
     image_size: int = 28
     latent_channels: int = 4
     channels: tuple[int, ...] = (32, 64)  # width at 28x28, then at 14x14 and 7x7
     groups: int = 8  # GroupNorm groups
+    scaling_factor: float = 1.0  # 1 / std of the latents: set by latents.latent_scale_factor after training
 
     def to_dict(self) -> dict:
         return asdict(self)

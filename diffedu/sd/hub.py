@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffedu.online import HUB_URL, can_reach
+from diffedu.course.online import HUB_URL, can_reach
 
 REGISTRY = {  # first id that loads wins; the mirrors hold the original weights
     "sd-v1.5": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd-legacy/stable-diffusion-v1-5"),
@@ -69,9 +69,9 @@ def load_text_to_image(kind: str = "sd-v1.5", device: torch.device | None = None
                        timeout: float = 3.0) -> LoadedPipeline:
     """Real Stable Diffusion when it can work, else the course's mini model; never raises for
     a missing network, and prints one line saying which it loaded and why."""
-    from diffedu.device import get_device
+    from diffedu.course.device import get_device
     from diffedu.sd.memory import apply_settings, choose_settings
-    from diffedu.sd.mini import load_mini_sd
+    from diffedu.sd.mini import load_pipeline
 
     model_ids(kind)  # an unknown kind is an error online and offline
     device = torch.device(device) if device is not None else get_device()
@@ -92,7 +92,7 @@ def load_text_to_image(kind: str = "sd-v1.5", device: torch.device | None = None
             print(loaded.message)
             return loaded
         reason = "no registry id could be loaded (" + "; ".join(failures) + ")"
-    pipe = load_mini_sd(device)
+    pipe = load_pipeline(device)
     if kind.endswith("inpainting"):
         from diffusers import StableDiffusionInpaintPipeline
 

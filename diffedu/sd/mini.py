@@ -13,7 +13,7 @@ Stable Diffusion's pipeline wants sides divisible by 8.
 loop (diffedu.train):
 1. the VAE (AutoencoderKL) on MNIST, eq. (4.5) with a Gaussian reconstruction term;
 2. the UNet and the text encoder together on the VAE's latents, with random captions
-   (diffedu.captions) and 10% empty captions for classifier-free guidance; the loss is the
+   (diffedu.course.captions) and 10% empty captions for classifier-free guidance; the loss is the
    course's noise-prediction loss (3.5) on Stable Diffusion's "scaled linear" schedule.
 The result is saved with `StableDiffusionPipeline.save_pretrained` under
 data/checkpoints/mini-sd, with a model card (mini-sd.json).
@@ -21,7 +21,6 @@ data/checkpoints/mini-sd, with a model card (mini-sd.json).
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -38,20 +37,13 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 from diffusers.utils import logging as diffusers_logging  # noqa: E402
 transformers_logging.set_verbosity(_verbosity)
 
-from diffedu.captions import EVAL_TEMPLATE, TEMPLATES, all_captions, caption
-from diffedu.checkpoints import (
-    CheckpointError, checkpoint_dir, hardware_description, read_model_card, record_sha256, verify_files, warn_if_unfinished,
-    write_model_card,
-)
-from diffedu.data import load_mnist
-from diffedu.latent_recipes import latent_scale_factor
-from diffedu.recipes import data_record, stop_if_interrupted
+from diffedu.course.captions import EVAL_TEMPLATE, TEMPLATES, all_captions, caption
+from diffedu.latents import scaled_latents
 from diffedu.losses import noise_prediction_loss
 from diffedu.metrics import load_classifier, predict_labels
-from diffedu.models.unet import count_parameters
-from diffedu.models.vae import kl_to_standard_normal
+from diffedu.models.checkpoints import CheckpointError, checkpoint_dir, read_model_card, verify_files, warn_if_unfinished
+from diffedu.models.vae import kl_to_standard_normal, sample_posterior
 from diffedu.schedules import NoiseSchedule, schedule_from_betas
-from diffedu.train import TrainConfig, train
 
 NAME = "mini-sd"
 IMAGE_SIZE = 32  # MNIST padded from 28 (the pipeline needs multiples of 8)
@@ -75,10 +67,6 @@ SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="scaled_linear",
                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                         timestep_spacing="trailing")
 VAE_KL_WEIGHT = 0.01  # beta in eq. (4.5), per image, with the squared-error reconstruction term
-# Measured on the reference 2-core CPU: the VAE trains at ~135 images/s, the UNet + text
-# encoder at ~330 latents/s in batches of 256 (bfloat16 autocast was 10x slower here).
-VAE_TRAIN = TrainConfig(steps=1200, batch_size=64, lr=1e-3, warmup_steps=100, ema_decay=0.998, time_budget_minutes=12)
-UNET_TRAIN = TrainConfig(steps=2200, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.998, time_budget_minutes=30)
 CAPTION_DROP = 0.1  # share of empty captions, for classifier-free guidance
 MIN_SNR_GAMMA = 5.0  # loss weighting (3.5)
 
@@ -98,9 +86,9 @@ def load_tokenizer(folder: Path = TOKENIZER_FOLDER) -> CLIPTokenizer:
     return CLIPTokenizer.from_pretrained(folder, model_max_length=MAX_TOKENS)
 
 
-def scaled_linear_schedule(num_steps: int = 1000) -> NoiseSchedule:
+def scaled_linear_schedule(num_train_timesteps: int = 1000) -> NoiseSchedule:
     """Stable Diffusion's noise schedule: beta_t = (linspace(sqrt(0.00085), sqrt(0.012), T)_t)^2."""
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, num_steps, dtype=torch.float64) ** 2
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, num_train_timesteps, dtype=torch.float64) ** 2
     return schedule_from_betas(betas, "scaled_linear")
 
 
@@ -141,8 +129,7 @@ def vae_loss_fn(kl_weight: float = VAE_KL_WEIGHT):
     def loss_fn(vae: AutoencoderKL, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         (images,) = batch  # (B, 1, 32, 32)
         posterior = vae.encode(images).latent_dist
-        noise = torch.randn(posterior.mean.shape, generator=generator).to(images.device)
-        z = posterior.mean + posterior.std * noise  # eq. (4.2)
+        z = sample_posterior(posterior.mean, posterior.logvar, generator)  # eq. (4.2)
         reconstruction = vae.decode(z).sample
         squared_error = (reconstruction.float() - images).square().flatten(1).sum(1)  # (B,)
         kl = kl_to_standard_normal(posterior.mean.float(), posterior.logvar.float())  # (B,)
@@ -163,8 +150,7 @@ def unet_loss_fn(schedule: NoiseSchedule, scaling_factor: float, captions: torch
 
     def loss_fn(model: TextConditionedUNet, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         mean, log_var, labels = batch
-        noise = torch.randn(mean.shape, generator=generator).to(mean.device)
-        latents = scaling_factor * (mean + (0.5 * log_var).exp() * noise)  # (B, 4, 8, 8)
+        latents = scaled_latents(mean, log_var, scaling_factor, generator)  # (B, 4, 8, 8), eqs. (4.2) and (4.8)
         template = torch.randint(len(TEMPLATES), labels.shape, generator=generator).to(labels.device)
         row = 1 + 10 * template + labels
         row = torch.where(torch.rand(labels.shape, generator=generator).to(labels.device) < drop, 0, row)
@@ -172,18 +158,6 @@ def unet_loss_fn(schedule: NoiseSchedule, scaling_factor: float, captions: torch
         return noise_prediction_loss(model, latents, schedule, generator, token_ids, "min_snr", MIN_SNR_GAMMA)
 
     return loss_fn
-
-
-@torch.no_grad()
-def encode_dataset(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and log-variance (N, 4, 8, 8) of padded images (N, 1, 32, 32)."""
-    device = next(vae.parameters()).device
-    means, log_vars = [], []
-    for start in range(0, len(images), batch_size):
-        posterior = vae.encode(images[start: start + batch_size].to(device)).latent_dist
-        means.append(posterior.mean.cpu())
-        log_vars.append(posterior.logvar.cpu())
-    return torch.cat(means), torch.cat(log_vars)
 
 
 def make_pipeline(vae, text_encoder, unet, tokenizer) -> StableDiffusionPipeline:
@@ -215,67 +189,6 @@ def prompt_adherence(pipe: StableDiffusionPipeline, per_digit: int = 100, guidan
             "images": 10 * per_digit, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def train_mini_sd(run_dir: Path, out_folder: Path | None = None, vae_config: TrainConfig = VAE_TRAIN,
-                  unet_config: TrainConfig = UNET_TRAIN) -> dict:
-    """Both training stages (each resumable from its own folder in run_dir), then save the
-    pipeline with save_pretrained and write the model card."""
-    run_dir = Path(run_dir)
-    tokenizer = load_tokenizer()
-    vae, text_encoder, unet = build_parts(tokenizer)
-    train_images = pad_to_32(load_mnist("train").images)
-    print(f"stage 1: VAE, {count_parameters(vae) / 1e6:.2f}M parameters")
-    vae_result = train(vae, vae_loss_fn(), (train_images,), vae_config, run_dir / "vae")
-    stop_if_interrupted(vae_result)
-    if not vae_result.finished:  # stage 2 needs the finished VAE: the next call resumes stage 1
-        return {"name": NAME, "finished": False, "steps": vae_result.step, "stage": "vae",
-                "train_config": vae_config.to_dict()}
-    vae = vae_result.ema.cpu().eval()
-    start = time.perf_counter()
-    mean, log_var = encode_dataset(vae, train_images)
-    encode_seconds = time.perf_counter() - start
-    scaling_factor = latent_scale_factor(mean, log_var)
-    vae.register_to_config(scaling_factor=scaling_factor)
-
-    model = TextConditionedUNet(text_encoder, unet)
-    print(f"stage 2: UNet {count_parameters(unet) / 1e6:.2f}M + text encoder {count_parameters(text_encoder) / 1e6:.2f}M "
-          f"parameters; latent scaling factor {scaling_factor:.4f}")
-    loss_fn = unet_loss_fn(scaled_linear_schedule(), scaling_factor, caption_table(tokenizer))
-    unet_result = train(model, loss_fn, (mean, log_var, load_mnist("train").labels), unet_config, run_dir / "unet")
-    stop_if_interrupted(unet_result)
-    model = unet_result.ema.cpu().eval()
-
-    folder = Path(out_folder) if out_folder is not None else run_dir
-    pipe = make_pipeline(vae, model.text_encoder, model.unet, tokenizer)
-    save_pipeline(pipe, folder / NAME)
-    adherence = prompt_adherence(pipe) if unet_result.finished else {}
-    if adherence:
-        print(f"prompt adherence (guidance 3, 20 steps): {adherence['per_digit']}, mean {adherence['mean']:.3f}")
-    card = {
-        "name": NAME, "command": "python -m diffedu train mini-sd", "steps": unet_result.step,
-        "finished": unet_result.finished, "train_config": unet_config.to_dict(),
-        "wall_time_minutes": round((vae_result.elapsed_seconds + unet_result.elapsed_seconds) / 60, 2),
-        "stages": {
-            "vae": {"train_config": vae_config.to_dict(), "steps": vae_result.step, "finished": vae_result.finished,
-                    "wall_time_minutes": round(vae_result.elapsed_seconds / 60, 2), "kl_weight": VAE_KL_WEIGHT},
-            "unet_and_text_encoder": {"train_config": unet_config.to_dict(), "steps": unet_result.step,
-                                      "finished": unet_result.finished,
-                                      "wall_time_minutes": round(unet_result.elapsed_seconds / 60, 2),
-                                      "caption_drop": CAPTION_DROP, "min_snr_gamma": MIN_SNR_GAMMA},
-        },
-        "encode_seconds": round(encode_seconds, 1), "latent_scaling_factor": round(scaling_factor, 5),
-        "parameters": {"vae": count_parameters(vae), "text_encoder": count_parameters(model.text_encoder),
-                       "unet": count_parameters(model.unet)},
-        "prompt_adherence": adherence, "hardware": hardware_description(), "trained_on": time.strftime("%Y-%m-%d"),
-        "data": data_record(),
-        "notes": "EMA weights of both stages; MNIST padded to 32 x 32; captions from diffedu.captions.",
-    }
-    files = sorted(str(p.relative_to(folder)) for p in (folder / NAME).rglob("*") if p.is_file())
-    card["folder_bytes"] = sum((folder / f).stat().st_size for f in files)
-    record_sha256(card, folder, files)
-    write_model_card(NAME, card, folder)
-    return card
-
-
 def save_pipeline(pipe: StableDiffusionPipeline, path: Path) -> None:
     """save_pretrained, in a form that transformers 4 reads as well as transformers 5."""
     pipe.save_pretrained(path, safe_serialization=True)
@@ -297,57 +210,20 @@ def make_readable_by_transformers_4(path: Path) -> None:
                   weights, metadata={"format": "pt"})
 
 
-@torch.no_grad()
-def vae_reconstruction_metrics(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 256) -> dict:
-    """Mean PSNR (4.6) and SSIM (4.7) of decode(posterior mean) for MNIST images (N, 1, 28, 28),
-    padded to 32 x 32 for the VAE and cropped back for the metrics."""
-    from diffedu.metrics import psnr, ssim
-
-    device = next(vae.parameters()).device
-    parts = []
-    for start in range(0, len(images), batch_size):
-        batch = pad_to_32(images[start: start + batch_size]).to(device)
-        parts.append(crop_to_28(vae.decode(vae.encode(batch).latent_dist.mean).sample.clamp(-1, 1)).float().cpu())
-    reconstructions = torch.cat(parts)
-    return {"n": len(images), "psnr_db": round(psnr(reconstructions, images).mean().item(), 3),
-            "ssim": round(ssim(reconstructions, images).mean().item(), 4)}
-
-
-def evaluate_mini_sd(folder: Path | None = None) -> dict:
-    """Re-measure the shipped pipeline into its model card: VAE reconstructions of the 10,000
-    test digits, prompt adherence (100 images per digit, guidance 3, 20 steps) and the time
-    for 64 images at 20 steps."""
-    pipe = load_mini_sd(folder=folder)
-    metrics = {"vae_reconstruction": vae_reconstruction_metrics(pipe.vae, load_mnist("test").images)}
-    metrics["prompt_adherence"] = prompt_adherence(pipe)
-    prompts = [caption(d % 10, EVAL_TEMPLATE) for d in range(64)]
-    start = time.perf_counter()
-    pipe(prompts, num_inference_steps=20, guidance_scale=3.0, generator=torch.Generator().manual_seed(0), output_type="pt")
-    metrics["seconds_64_images_20_steps"] = round(time.perf_counter() - start, 2)
-    metrics.update(threads=torch.get_num_threads(), measured_with=f"python -m diffedu evaluate {NAME}",
-                   hardware=hardware_description())
-    card = read_model_card(NAME, folder)
-    card["metrics"] = metrics
-    card["evaluated_on"] = time.strftime("%Y-%m-%d")
-    write_model_card(NAME, card, folder)
-    print(json.dumps(metrics, indent=2))
-    return metrics
-
-
-def mini_sd_folder(folder: Path | None = None) -> Path:
+def pipeline_folder(folder: Path | None = None) -> Path:
     """The saved pipeline's folder, data/checkpoints/mini-sd, with an error that says what to do if it is missing."""
     path = (Path(folder) if folder is not None else checkpoint_dir()) / NAME
     if not (path / "model_index.json").is_file():
         raise CheckpointError(f"no mini Stable Diffusion at {path}. The course ships it in data/checkpoints/: restore it "
                               f"with `git checkout -- data/checkpoints`, or train it with `python -m diffedu train {NAME}` "
-                              "(about 45 minutes on a 2-core CPU).")
+                              "(the shipped model card says how long that takes).")
     return path
 
 
-def load_mini_sd(device: torch.device | str = "cpu", folder: Path | None = None) -> StableDiffusionPipeline:
+def load_pipeline(device: torch.device | str = "cpu", folder: Path | None = None) -> StableDiffusionPipeline:
     """The shipped mini Stable Diffusion, loaded with StableDiffusionPipeline.from_pretrained
     from disk only (no network), on `device`."""
-    path = mini_sd_folder(folder)
+    path = pipeline_folder(folder)
     card = read_model_card(NAME, path.parent)
     verify_files(NAME, card, path.parent)
     warn_if_unfinished(NAME, card, path.parent)

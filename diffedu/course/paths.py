@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 DATA_ENV_VAR = "DIFFEDU_DATA"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:

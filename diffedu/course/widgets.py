@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from diffedu.plotting import show_images, show_noising
+from diffedu.course.plotting import show_images, show_noising
 from diffedu.schedules import NoiseSchedule, q_sample
 
 WIDGETS_ENV_VAR = "DIFFEDU_WIDGETS"
@@ -88,7 +88,7 @@ def noise_explorer(x0: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tenso
     available, reason = widget_support()
     if not available:
         print(f"Static figure ({reason}); {HOW_TO_ENABLE}.")
-        return show_noising(x0, schedule, [k for k in static_steps if k < schedule.num_steps], noise)
+        return show_noising(x0, schedule, [k for k in static_steps if k < schedule.num_train_timesteps], noise)
 
     import ipywidgets as widgets
     from IPython.display import display
@@ -103,7 +103,7 @@ def noise_explorer(x0: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tenso
             show_images(x_t, nrow=x0.shape[0], title=f"code k = {k} (paper t = {k + 1}), alpha_bar = {schedule.alpha_bar[k]:.4f}, SNR = {schedule.snr[k]:.3g}")
             plt.show()
 
-    slider = widgets.IntSlider(value=0, min=0, max=schedule.num_steps - 1, step=1, description="code k", continuous_update=False)
+    slider = widgets.IntSlider(value=0, min=0, max=schedule.num_train_timesteps - 1, step=1, description="code k", continuous_update=False)
     explorer = widgets.interactive(draw, k=slider)
     display(explorer)
     return explorer

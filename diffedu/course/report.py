@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from diffedu.device import cpu_has_native_bf16, get_device
-from diffedu.fast import is_fast_mode
-from diffedu.paths import data_dir
+from diffedu.course.device import cpu_has_native_bf16, get_device
+from diffedu.course.fast import is_fast_mode
+from diffedu.course.paths import data_dir
 
 PACKAGES = ("torch", "numpy", "diffusers", "transformers", "matplotlib", "ipywidgets", "jupyterlab")
 

@@ -33,8 +33,8 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
         )
 
 
-def check_timesteps(t: torch.Tensor | int, num_steps: int, batch_size: int | None = None) -> torch.Tensor:
-    """Turn `t` into a long tensor and check that 0 <= t < num_steps (and its batch size).
+def check_timesteps(t: torch.Tensor | int, num_train_timesteps: int, batch_size: int | None = None) -> torch.Tensor:
+    """Turn `t` into a long tensor and check that 0 <= t < num_train_timesteps (and its batch size).
 
     Code timesteps are 0-indexed, as in diffusers: code t is the paper's t + 1.
     """
@@ -42,16 +42,16 @@ def check_timesteps(t: torch.Tensor | int, num_steps: int, batch_size: int | Non
     if t.is_floating_point() or t.is_complex():
         if not torch.equal(t, t.round()):
             raise ValueError(
-                f"t must hold whole numbers (code indices k = 0..{num_steps - 1}, the paper's t = k + 1), "
+                f"t must hold whole numbers (code indices k = 0..{num_train_timesteps - 1}, the paper's t = k + 1), "
                 f"got {t.flatten()[:5].tolist()}"
             )
     t = t.long()
-    if t.numel() and (t.min() < 0 or t.max() >= num_steps):
+    if t.numel() and (t.min() < 0 or t.max() >= num_train_timesteps):
         bad = t.min().item() if t.min() < 0 else t.max().item()
         raise ValueError(
-            f"t must be in [0, {num_steps - 1}], got {bad}: library timesteps are code indices "
-            f"k = 0..{num_steps - 1} into alpha_bar, and code k is the paper's t = k + 1 "
-            f"(paper t = {num_steps} is k = {num_steps - 1}; the clean x_0, paper t = 0, has no index)"
+            f"t must be in [0, {num_train_timesteps - 1}], got {bad}: library timesteps are code indices "
+            f"k = 0..{num_train_timesteps - 1} into alpha_bar, and code k is the paper's t = k + 1 "
+            f"(paper t = {num_train_timesteps} is k = {num_train_timesteps - 1}; the clean x_0, paper t = 0, has no index)"
         )
     if batch_size is not None and t.ndim == 1 and t.shape[0] not in (1, batch_size):
         raise ValueError(f"t must have one timestep per sample ({batch_size}), got {t.shape[0]}")

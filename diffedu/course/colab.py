@@ -1,8 +1,8 @@
 """Colab support: the course's repository address (kept here, and only here), the first code
 cell every notebook starts with, and the "Open in Colab" badges.
 
-    python -m diffedu.colab                                   rewrite install cells and badges
-    DIFFEDU_REPO=https://github.com/me/diffedu python -m diffedu.colab   ... for a fork or mirror
+    python -m diffedu.course.colab                                   rewrite install cells and badges
+    DIFFEDU_REPO=https://github.com/me/diffedu python -m diffedu.course.colab   ... for a fork or mirror
 
 The install cell installs the course without its `lab` extra, so it never replaces Colab's own
 ipykernel, ipython, tornado or pyzmq (Colab warns that this crashes the runtime). It clones
@@ -18,6 +18,8 @@ import os
 import re
 import sys
 from pathlib import Path
+
+from diffedu.course.paths import REPO_ROOT
 
 REPO_URL = "https://github.com/diffedu/diffedu"
 REPO_ENV_VAR = "DIFFEDU_REPO"
@@ -112,8 +114,8 @@ def sync_readme(readme: Path, url: str | None = None) -> bool:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
-        sys.exit("usage: [DIFFEDU_REPO=URL] python -m diffedu.colab   (rewrites the chapters' install cells and badges, and the README's badge)")
-    root = Path(__file__).resolve().parent.parent
+        sys.exit("usage: [DIFFEDU_REPO=URL] python -m diffedu.course.colab   (rewrites the chapters' install cells and badges, and the README's badge)")
+    root = REPO_ROOT
     for changed_path in sync_chapters(root / "chapters"):
         print(f"updated {changed_path}")
     if sync_readme(root / "README.md"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffedu.paths import DATA_ENV_VAR, data_dir
+from diffedu.course.paths import DATA_ENV_VAR, data_dir
 
 MNIST_FILE = "mnist.npz"
 MNIST_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"

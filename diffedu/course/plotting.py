@@ -74,7 +74,7 @@ def plot_schedules(schedules: Sequence[NoiseSchedule]):
     """alpha_bar and log SNR against the timestep for several schedules side by side (chapter 01)."""
     fig, (ax_bar, ax_snr) = plt.subplots(1, 2, figsize=(10, 3.5))
     for schedule in schedules:
-        steps = np.arange(schedule.num_steps)
+        steps = np.arange(schedule.num_train_timesteps)
         ax_bar.plot(steps, schedule.alpha_bar.cpu().numpy(), label=schedule.name)
         ax_snr.plot(steps, np.log(schedule.snr.double().cpu().numpy()), label=schedule.name)
     ax_bar.set(xlabel="code timestep k (paper t = k + 1)", ylabel="alpha_bar", title="fraction of the signal's variance left")

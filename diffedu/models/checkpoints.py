@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -23,8 +24,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from diffedu.data import sha256_of as file_sha256  # noqa: F401 (also used by callers)
-from diffedu.paths import data_dir
+from diffedu.course.data import MNIST_FILE, MNIST_SHA256, sha256_of as file_sha256  # noqa: F401 (also used by callers)
+from diffedu.course.paths import data_dir
 
 
 class CheckpointError(RuntimeError):
@@ -63,6 +64,40 @@ def hardware_description() -> dict:
     return info
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a named model's training; its checkpoint is saved in the run folder."""
+
+
+def stop_if_interrupted(result) -> None:
+    """After `train`: a Ctrl-C ends the recipe here (the run folder has the checkpoint to resume)."""
+    if result.interrupted:
+        raise TrainingInterrupted(f"interrupted at step {result.step}")
+
+
+def data_record() -> dict:
+    """Which MNIST file a model was trained on (for its model card)."""
+    return {"file": MNIST_FILE, "sha256": MNIST_SHA256}
+
+
+def model_card(name: str, config, result, extra: dict) -> dict:
+    """The model card of a training run of a named model: command, TrainConfig, steps, time,
+    hardware, data, plus `extra` (metrics, notes, ...). `result` is train()'s TrainResult."""
+    recent = result.losses[-100:]
+    return {
+        "command": f"python -m diffedu train {name}",
+        "train_config": config.to_dict(),
+        "train_steps": result.step,
+        "finished": result.finished,
+        "wall_time_minutes": round(result.elapsed_seconds / 60, 2),
+        "images_per_second": round(result.images_per_second, 1),
+        "final_loss_mean_last_100": round(sum(recent) / max(1, len(recent)), 5),
+        "hardware": hardware_description(),
+        "trained_on": time.strftime("%Y-%m-%d"),
+        "data": data_record(),
+        **extra,
+    }
+
+
 def how_to_restore(name: str) -> str:
     return (f"restore the course's copy with `git checkout -- data/checkpoints` (in your clone), or make it again "
             f"with `python -m diffedu train {name}`")
@@ -87,9 +122,10 @@ def verify_files(name: str, card: dict, folder: Path) -> None:
 def warn_if_unfinished(name: str, card: dict, where: Path) -> None:
     """One line on stderr when the model card says training stopped before its last step."""
     if card.get("finished") is False:
-        steps = card.get("train_config", {}).get("steps")
-        of = f" of {steps}" if steps else ""
-        print(f"warning: '{name}' in {where} is from an unfinished run (step {card.get('steps')}{of}): "
+        config = card.get("train_config", {})
+        total = config.get("train_steps", config.get("steps"))
+        of = f" of {total}" if total else ""
+        print(f"warning: '{name}' in {where} is from an unfinished run (step {card.get('train_steps', card.get('steps'))}{of}): "
               f"finish it with `python -m diffedu train {name}` (it resumes)", file=sys.stderr)
 
 

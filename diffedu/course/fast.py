@@ -1,7 +1,7 @@
 """Fast mode: DIFFEDU_FAST=1 shrinks training and sampling so that every notebook runs in
 about a minute (the test suite sets it). Without it a learner gets the full-quality path.
 
-    from diffedu.fast import fast_or_full
+    from diffedu.course.fast import fast_or_full
     NUM_TRAIN_STEPS = fast_or_full(fast=50, full=5_000)  # training steps
 """
 

@@ -1,6 +1,6 @@
 """The course's progress bar: tqdm that leaves its final state in a saved notebook.
 
-Use it as `from diffedu.progress import tqdm`; it takes tqdm's usual arguments.
+Use it as `from diffedu.course.progress import tqdm`; it takes tqdm's usual arguments.
 
 Which bar, where:
 - In a Jupyter kernel (JupyterLab, Notebook, VS Code, Colab, and notebooks executed by
