@@ -51,14 +51,6 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        """The config a checkpoint or model card recorded (cards before 2026-12 say "steps")."""
-        values = dict(values)
-        if "steps" in values:
-            values["train_steps"] = values.pop("steps")
-        return cls(**values)
-
 
 @dataclass
 class TrainResult:

@@ -6,6 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
 from diffedu import zoo
 from diffedu.__main__ import SAMPLER_NAMES, main
@@ -108,3 +109,10 @@ def test_a_new_model_is_one_new_file(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["models"]) == 0
     assert "tiny-dummy" in capsys.readouterr().out
+
+
+def test_sample_by_name_draws_the_named_model():
+    images = zoo.sample("mnist-unet", 2, steps=2, labels=torch.tensor([3, 7]), guidance=1.5, progress=False)
+    assert images.shape == (2, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+    with pytest.raises(ValueError, match="choose one of mnist-unet, mnist-ldm"):
+        zoo.sample("mnist-vae", 2)
