@@ -23,7 +23,6 @@ on; `steps` is how many steps a sampler takes (at most T).
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -266,7 +265,7 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator | None, dev
     if x_init is None:
         return randn(shape, generator, device)
     if tuple(x_init.shape) != tuple(shape):
-        raise ValueError(f"x_init must have the sample shape {tuple(shape)}, got {tuple(x_init.shape)}")
+        raise ValueError(f"x_init must have shape {tuple(shape)}, got {tuple(x_init.shape)}")
     return x_init.to(device)
 
 
@@ -454,11 +453,7 @@ def sample(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     shape = (model.config.image_channels, model.config.image_size, model.config.image_size)
-    # every x_T in one draw, so that the batch size cannot change them
-    if x_init is None:
-        x_init = randn((n, *shape), generator)
-    elif tuple(x_init.shape) != (n, *shape):
-        raise ValueError(f"x_init must have shape {(n, *shape)}, got {tuple(x_init.shape)}")
+    x_init = initial_noise((n, *shape), generator, "cpu", x_init)  # every x_T in one draw: the batch size cannot change them
     bar = tqdm(total=steps * math.ceil(n / batch_size), desc=f"sampling {n} images ({sampler}, {steps} steps)",
                unit="step", disable=not progress)
     chunks = []  # finished batches, on the CPU
