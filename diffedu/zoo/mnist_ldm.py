@@ -37,7 +37,7 @@ MODEL_CONFIG = UNetConfig(image_channels=4, image_size=7, base_channels=32, chan
 DIFFUSION = DiffusionSettings()
 TRAIN = TrainConfig(train_steps=8000, batch_size=128, lr=2e-3, warmup_steps=200, ema_decay=0.999, time_budget_minutes=29)
 # Sampling clamps the predicted clean latent to +-LATENT_CLIP (5 standard deviations of the scaled
-# latents). Not for range, as with pixels, but for stability: the first DDIM step from t = 999
+# latents). Not for range, as with pixels, but for stability: the first DDIM step from k = 999 (t = T = 1000)
 # divides by sqrt(alpha_bar_999) = 4.9e-5, so without the clamp a tiny error in eps becomes a huge z_0.
 LATENT_CLIP = 5.0
 
