@@ -10,6 +10,9 @@ The math, one chapter each (diffedu/*.py):
     latents     encode, decode and scale a VAE's latents                      chapter 04
     metrics     accuracy, FID, PSNR/SSIM, KID, precision/recall, ...          chapters 03, 06
     sde         scores, Langevin dynamics, the probability-flow ODE           chapter 07
+    flow        flow matching: the straight path, its loss, conversions,      chapter 08
+                Euler/Heun flow samplers, the timestep shift
+    distill     progressive distillation of a flow (guidance included)        chapter 08
 
 The models:
     models/     networks, one file each (unet, vae, classifier, mlp, time_embedding), and

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from diffedu import zoo
 
-# diffedu.samplers.SAMPLERS, spelled out here so that --help needs no PyTorch (a test keeps them equal)
-SAMPLER_NAMES = ("ddim", "ancestral", "ddpm", "heun")
+# diffedu.samplers.SAMPLERS and diffedu.flow.FLOW_SAMPLERS, spelled out here so that --help needs no
+# PyTorch (a test keeps them equal); each named model says which of them it can use
+SAMPLER_NAMES = ("ddim", "ancestral", "ddpm", "heun", "euler")
 
 EXAMPLES = """examples:
   python -m diffedu models                                  the named models: chapter, size, metrics, present or not
@@ -86,12 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Draw samples and write them to an .npz file: `images` uint8 (N, 28, 28) "
                                              "and, for conditional samples, `labels` int64 (N,). Same seed, same output. "
                                              "By default the digits 0-9 in turn, with the model's recommended guidance.")
-    sample.add_argument("name", choices=names, help="which model (a diffusion model that draws digits: mnist-unet, mnist-ldm, ...)")
+    sample.add_argument("name", choices=names, help="which model (one that draws digits: mnist-unet, mnist-ldm, mnist-flow, mnist-fast)")
     sample.add_argument("--n", type=positive_int, default=64, help="how many samples (default: 64)")
-    sample.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim",
-                        help="ddim (deterministic, --steps model calls), ancestral (DDPM's noisy step on --steps strided "
-                             "timesteps), ddpm (all 1000 steps) or heun (probability-flow ODE, chapter 07: 2 x steps - 2 model calls)")
-    sample.add_argument("--steps", type=int, help="sampler steps (default: 50; ddpm takes all 1000)")
+    sample.add_argument("--sampler", choices=SAMPLER_NAMES,
+                        help="default: the model's own. Diffusion models: ddim (deterministic, --steps model calls), "
+                             "ancestral (DDPM's noisy step on --steps strided timesteps), ddpm (all 1000 steps) or heun "
+                             "(probability-flow ODE, chapter 07: 2 x steps - 2 model calls). Flows (mnist-flow, mnist-fast): "
+                             "euler (--steps model calls) or heun (2 x steps)")
+    sample.add_argument("--steps", type=int, help="sampler steps (default: the model's, 50 for diffusion models, 20 for "
+                        "mnist-flow, 4 for mnist-fast; ddpm takes all 1000)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     which = sample.add_mutually_exclusive_group()
     which.add_argument("--label", type=int, help="draw only this digit (0-9)")
@@ -133,8 +137,12 @@ def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
     model = zoo.get(args.name)
     if model.sample is None:
         parser.error(f"{args.name} does not draw digits with `sample`: choose one of {', '.join(zoo.sampleable())}")
+    if args.sampler is None:
+        args.sampler = model.samplers[0]
+    elif args.sampler not in model.samplers:
+        parser.error(f"{args.name} cannot sample with --sampler {args.sampler}: it takes {' or '.join(model.samplers)}")
     if args.steps is None:
-        args.steps = 1000 if args.sampler == "ddpm" else 50
+        args.steps = 1000 if args.sampler == "ddpm" else model.default_steps
     if args.sampler == "ddpm" and args.steps != 1000:
         parser.error(f"--sampler ddpm takes all 1000 steps: for ancestral sampling on {args.steps} strided steps use --sampler ancestral")
     if not 1 <= args.steps <= 1000:
@@ -149,8 +157,8 @@ def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         parser.error(f"--seed must be >= 0, got {args.seed}")
     if not args.unconditional and args.label is None and not args.all_labels:
         args.all_labels = True
-        if args.guidance is None:
-            args.guidance = model.recommended_guidance or 1.0
+        if args.guidance is None and model.recommended_guidance is not None:
+            args.guidance = model.recommended_guidance
             print(f"drawing the digits 0-9 in turn with guidance w = {args.guidance}, {args.name}'s recommended setting "
                   "(--guidance to change it, --unconditional for unconditional samples)")
     if args.guidance is None:
@@ -182,6 +190,9 @@ def run_sample(args: argparse.Namespace) -> int:
                               guidance=args.guidance, batch_size=args.batch_size)
     except SamplingInterrupted as interrupted:
         images, code = interrupted.samples, 130
+    except ValueError as error:  # what this model cannot do (e.g. guidance for a model with guidance built in)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     arrays = {"images": to_uint8(images)}
     if labels is not None:
         arrays["labels"] = labels[: len(images)].numpy().astype(np.int64)

@@ -233,16 +233,18 @@ def ssim(images_a: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
     return torch.tensor([structural_similarity(x, y, data_range=1.0) for x, y in zip(a, b)], dtype=torch.float32)
 
 
-def evaluate_samples(draw, n: int = 1000, seed: int = 0, steps: int = 50, guidances: tuple[float, ...] = (1.0, 1.5, 2.0)) -> dict:
+def evaluate_samples(draw, n: int = 1000, seed: int = 0, steps: int = 50, guidances: tuple[float, ...] = (1.0, 1.5, 2.0),
+                     sampler: str | None = None) -> dict:
     """FID (classifier features, vs the first n MNIST test digits), conditional accuracy and
     sampling time for each guidance scale, and the real-vs-real FID of the next n test digits.
 
-    draw(n, labels, guidance, steps, seed) -> images (n, 1, 28, 28) in [-1, 1].
+    draw(n, labels, guidance, steps, seed) -> images (n, 1, 28, 28) in [-1, 1]; `sampler` names
+    what draw does, for the record (default: "ddim{steps} trailing").
     """
     classifier = load_classifier()
     test_images = load_mnist("test").images
     labels = torch.arange(n) % 10
-    results = {"n": n, "sampler": f"ddim{steps} trailing", "seed": seed,
+    results = {"n": n, "sampler": sampler or f"ddim{steps} trailing", "seed": seed,
                "fid_real_vs_real": round(fid(classifier, test_images[:n], test_images[n: 2 * n]), 3)}
     for guidance in guidances:
         start = time.perf_counter()

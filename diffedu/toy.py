@@ -108,6 +108,25 @@ def exact_noise_predictor(mixture: GaussianMixture, schedule: NoiseSchedule):
     return model
 
 
+def exact_velocity(mixture: GaussianMixture, x: torch.Tensor, t: float) -> torch.Tensor:
+    """The marginal velocity of the straight path (8.1) for this mixture, eq. (8.4):
+    v*(x, t) = E[eps - x_0 | x_t = x], exactly, (n, 2) float64, for 0 <= t <= 1.
+
+    Within component k, x_t = (1 - t) x_0 + t eps is Gaussian with mean (1 - t) mu_k and variance
+    c_k = (1 - t)^2 s_k^2 + t^2; x_0 and eps given x_t follow from Gaussian conditioning, and the
+    components are weighted by their responsibility for x at time t.
+    """
+    if not 0 <= t <= 1:
+        raise ValueError(f"t must be in [0, 1], got {t}")
+    variance = (1 - t) ** 2 * mixture.stds**2 + t**2  # (K,)
+    at_time_t = GaussianMixture(mixture.weights, (1 - t) * mixture.means, variance.sqrt())
+    responsibility = at_time_t.responsibilities(x)  # (n, K)
+    offset = x.double()[:, None, :] - (1 - t) * mixture.means[None]  # (n, K, 2)
+    x0_mean = mixture.means[None] + ((1 - t) * mixture.stds**2 / variance)[None, :, None] * offset
+    eps_mean = (t / variance)[None, :, None] * offset
+    return (responsibility[..., None] * (eps_mean - x0_mean)).sum(1)
+
+
 def exact_posterior_mean(mixture: GaussianMixture, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
     """E[x_0 | x_t] by Tweedie's formula: (x_t + (1 - alpha_bar) score(x_t)) / sqrt(alpha_bar),
     eq. (2.11). (n, 2) float64."""

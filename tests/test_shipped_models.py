@@ -4,6 +4,7 @@ drawing the same samples for the same seed as the code that made them (tests/dat
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -18,7 +19,7 @@ from diffedu import zoo
 CARD_FIELDS = ("command", "train_config", "train_steps", "wall_time_minutes", "hardware", "metrics", "model_config", "trained_on")
 
 
-@pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm"])
+@pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mnist-flow", "mnist-fast"])
 def test_checkpoint_is_small_and_has_a_model_card(name):
     weights, card_path = checkpoint_paths(name)
     assert weights.is_file() and card_path.is_file()
@@ -112,3 +113,33 @@ def test_shipped_models_draw_what_they_drew_before_the_library_was_reshaped():
     assert sorted(drawn) == sorted(reference)
     for key, expected in reference.items():
         torch.testing.assert_close(drawn[key], expected, atol=1e-5, rtol=0, msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_flow_models_draw_the_intended_digits_reproducibly_and_in_any_batch_size():
+    labels = torch.arange(200) % 10
+    classifier = load_classifier()
+    fast = zoo.sample("mnist-fast", 200, steps=4, labels=labels, seed=1, progress=False)
+    assert accuracy(classifier, fast, labels) >= 0.95  # the card: 4 steps, 1,000 digits
+    again = zoo.sample("mnist-fast", 200, steps=4, labels=labels, seed=1, batch_size=64, progress=False)
+    assert torch.allclose(fast, again, atol=1e-5)
+    flow_digits = zoo.sample("mnist-flow", 100, steps=10, labels=labels[:100], guidance=1.25, seed=1, progress=False)
+    assert accuracy(classifier, flow_digits, labels[:100]) >= 0.9
+
+
+def test_flow_models_refuse_what_they_cannot_do(tmp_path, capsys):
+    from diffedu.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "mnist-flow", "--sampler", "ddim", "--out", str(tmp_path / "x.npz")])
+    assert exit_info.value.code == 2 and "mnist-flow cannot sample with --sampler ddim: it takes euler or heun" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sample", "mnist-unet", "--sampler", "euler", "--out", str(tmp_path / "x.npz")])
+    assert "it takes ddim or ancestral or ddpm or heun" in capsys.readouterr().err
+    assert main(["sample", "mnist-fast", "--guidance", "2", "--n", "2", "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "guidance w = 1.25 distilled into it" in err[0]
+    assert main(["sample", "mnist-fast", "--unconditional", "--n", "2", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "draws given digits only" in capsys.readouterr().err
+    assert main(["sample", "mnist-fast", "--n", "20", "--out", str(tmp_path / "fast.npz")]) == 0  # euler, 4 steps, 0-9
+    assert "wrote 20 samples" in capsys.readouterr().out
+    assert np.load(tmp_path / "fast.npz")["labels"].tolist() == [i % 10 for i in range(20)]

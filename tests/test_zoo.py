@@ -11,9 +11,10 @@ import torch
 from diffedu import zoo
 from diffedu.__main__ import SAMPLER_NAMES, main
 from diffedu.course.paths import REPO_ROOT
+from diffedu.flow import FLOW_SAMPLERS
 from diffedu.samplers import SAMPLERS
 
-SHIPPED = ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd"]
+SHIPPED = ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd", "mnist-flow", "mnist-fast"]
 
 
 def test_every_shipped_model_is_declared_once_with_what_it_needs():
@@ -22,7 +23,9 @@ def test_every_shipped_model_is_declared_once_with_what_it_needs():
         assert model.name in SHIPPED and 0 <= model.chapter <= 9 and model.summary
         assert callable(model.train) and callable(model.load)
         assert model.train_config.train_steps > 0
-    assert zoo.sampleable() == ["mnist-unet", "mnist-ldm"]
+    assert zoo.sampleable() == ["mnist-unet", "mnist-ldm", "mnist-fast", "mnist-flow"]
+    for model in zoo.all_models():
+        assert set(model.samplers) <= set(SAMPLER_NAMES) and model.default_steps >= 1
 
 
 def test_models_command_lists_name_chapter_size_metrics_and_presence(capsys):
@@ -47,7 +50,7 @@ def test_readme_table_of_models_is_the_registrys():
 
 
 def test_command_line_offers_exactly_the_samplers_of_the_library():
-    assert SAMPLER_NAMES == tuple(SAMPLERS)
+    assert set(SAMPLER_NAMES) == set(SAMPLERS) | set(FLOW_SAMPLERS) and len(SAMPLER_NAMES) == len(set(SAMPLER_NAMES))
 
 
 def test_unknown_or_unsampleable_model_explains(tmp_path, capsys):

@@ -5,6 +5,8 @@
     mnist_vae.py          mnist-vae          4 x 7 x 7-latent VAE                    (chapter 04)
     mnist_ldm.py          mnist-ldm          latent diffusion on mnist-vae's latents (chapter 04)
     mini_sd.py            mini-sd            text-to-digit Stable Diffusion          (chapter 05)
+    mnist_flow.py         mnist-flow         chapter 03's UNet trained as a flow     (chapter 08)
+    mnist_fast.py         mnist-fast         mnist-flow distilled to 4 steps         (chapter 08)
 
 Each module ends with one declaration, `MODEL = NamedModel(...)`: the model's name, chapter,
 training config and its `train`, `load` and, where they apply, `sample` and `evaluate`. A
@@ -38,7 +40,8 @@ class NamedModel:
     train(run_dir, out_folder, **overrides) -> model card: trains (resuming from run_dir) with
         train_config changed by `overrides` (TrainConfig fields), saves into out_folder.
     load(device, folder) -> the model, from folder (default: data/checkpoints).
-    sample(model, n, **options) -> images (n, 1, 28, 28) in [-1, 1]; options as samplers.sample.
+    sample(model, n, **options) -> images (n, 1, 28, 28) in [-1, 1]; options as samplers.sample
+        (diffusion models) or flow.sample_flow (flows); `samplers` lists the samplers it takes.
     evaluate(model, n) -> metrics, which `zoo.evaluate` writes into the model card.
     """
 
@@ -52,6 +55,8 @@ class NamedModel:
     evaluate: Callable[..., dict] | None = None
     files: tuple[str, ...] = ()  # what it is on disk, relative to its folder (default: NAME.safetensors, NAME.json)
     recommended_guidance: float | None = None  # for `sample`: the w with the lowest FID in its evaluation
+    samplers: tuple[str, ...] = ("ddim", "ancestral", "ddpm", "heun")  # what `sample` can use; the first is the default
+    default_steps: int = 50  # `sample`'s steps when none are asked for
     headline: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> path into card["metrics"]
 
     @property

@@ -1,0 +1,270 @@
+"""Flow matching and rectified flow (chapter 08): learn the velocity of a straight path from
+data to noise, then integrate it backwards.
+
+Notation (chapter 08). Flow time t runs over [0, 1], from data (t = 0) to noise (t = 1);
+chapter 07 called it tau. The network sees t * TIME_SCALE, as Stable Diffusion 3 does.
+
+    x_t = (1 - t) x_0 + t eps                                   the path, eq. (8.1)
+    u_t = d x_t / dt = eps - x_0                                its velocity, eq. (8.2)
+    L(theta) = E_{t, x_0, eps} || v_theta(x_t, t) - (eps - x_0) ||^2     eq. (8.3)
+    v*(x, t) = E[eps - x_0 | x_t = x]                           what L learns, eq. (8.4)
+
+    Euler:  x_{t'} = x_t + (t' - t) v_theta(x_t, t)              eq. (8.5)
+
+    x_VP = (a + s) x_t  at  t = s / (a + s),  a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar)   eq. (8.6)
+    x_0 = x_t - t v,   eps = x_t + (1 - t) v,   v = (eps - x_t) / (1 - t)    eq. (8.7)
+    v-prediction:  v_VP = a eps - s x_0                          eq. (8.8)
+
+    Heun:   average the slope at both ends                       eq. (8.9)
+    shift:  t -> shift t / (1 + (shift - 1) t)                   eq. (8.10)
+
+A "velocity model" is any callable `model(x_t, t_scaled) -> v` with t_scaled = t * TIME_SCALE a
+float tensor (B,); a class-conditional one takes labels too, as the UNet does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from diffedu.course.checks import check_finite
+from diffedu.course.device import autocast, randn
+from diffedu.course.progress import tqdm
+from diffedu.guidance import guided_noise_predictor
+from diffedu.samplers import SamplingInterrupted
+
+TIME_SCALE = 1000.0  # the network's time input is t * 1000: the range the diffusion UNet's embedding was built for
+FLOW_SAMPLERS = {
+    "euler": "Euler's method on the flow ODE, eq. (8.5): `steps` model calls",
+    "heun": "Heun's method, eq. (8.9): 2 * steps model calls",
+}
+
+
+def _per_sample(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """t as a tensor that broadcasts over x (B, ...): a number, or one value per sample (B,)."""
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    return t.reshape(-1, *([1] * (x.ndim - 1))) if t.ndim == 1 else t
+
+
+def flow_path(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """x_t = (1 - t) x_0 + t eps, eq. (8.1); t a number or one value per sample (B,)."""
+    if x0.shape != noise.shape:
+        raise ValueError(f"x0 and noise must have the same shape, got {tuple(x0.shape)} and {tuple(noise.shape)}")
+    t = _per_sample(t, x0)
+    return (1 - t) * x0 + t * noise
+
+
+def conditional_velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """u_t = d x_t / dt = eps - x_0, eq. (8.2): the same at every t (the path is straight)."""
+    return noise - x0
+
+
+def x0_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """x_0 = x_t - t v, eq. (8.7)."""
+    return x_t - _per_sample(t, x_t) * velocity
+
+
+def eps_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """eps = x_t + (1 - t) v, eq. (8.7)."""
+    return x_t + (1 - _per_sample(t, x_t)) * velocity
+
+
+def velocity_from_eps(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    """v = (eps - x_t) / (1 - t), eq. (8.7): a noise predictor read as a velocity (t < 1)."""
+    return (eps - x_t) / (1 - _per_sample(t, x_t))
+
+
+def flow_time_from_alpha_bar(alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """The flow time whose x_t is a rescaled VP x_t, eq. (8.6): t = s / (a + s) with a = sqrt(alpha_bar),
+    s = sqrt(1 - alpha_bar). Then x_t(flow) = x_t(VP) / (a + s)."""
+    alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+    return s / (a + s)
+
+
+def v_prediction_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 (Salimans & Ho 2022), eq. (8.8), with x_0 from eq. (2.4)."""
+    alpha_bar = _per_sample(alpha_bar, x_t)
+    a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+    x0 = (x_t - s * eps) / a
+    return a * eps - s * x0
+
+
+def eps_from_v_prediction(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """eps = sqrt(alpha_bar) v + sqrt(1 - alpha_bar) x_t: eq. (8.8) solved for eps."""
+    alpha_bar = _per_sample(alpha_bar, x_t)
+    return alpha_bar.sqrt() * v + (1 - alpha_bar).sqrt() * x_t
+
+
+def flow_matching_loss(model, x0: torch.Tensor, generator: torch.Generator | None = None,
+                       labels: torch.Tensor | None = None) -> torch.Tensor:
+    """One Monte-Carlo estimate of eq. (8.3): t ~ Uniform(0, 1) and eps ~ N(0, I) per sample (from the
+    CPU `generator`), the squared error of the predicted velocity averaged over coordinates and batch.
+
+    Args:
+        model: v_theta(x_t, t * TIME_SCALE), or v_theta(x_t, t * TIME_SCALE, labels) when labels are given.
+        x0: clean data (B, ...), on the model's device.
+    """
+    t = torch.rand(x0.shape[0], generator=generator).to(x0.device)  # (B,)
+    noise = randn(x0.shape, generator, x0.device)
+    x_t = flow_path(x0, noise, t)
+    time_input = t * TIME_SCALE
+    velocity_pred = model(x_t, time_input) if labels is None else model(x_t, time_input, labels)
+    return (velocity_pred.float() - conditional_velocity(x0, noise)).pow(2).flatten(1).mean(1).mean()
+
+
+@dataclass
+class FlowSettings:
+    """What a flow-matching model learns besides its network and optimiser (chapter 08)."""
+
+    kind: str = "flow_matching"  # marks the checkpoint: a velocity model on the path (8.1)
+    time_scale: float = TIME_SCALE
+    label_drop: float = 0.1  # fraction of labels replaced by the null class, for guidance
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def flow_loss_fn(settings: FlowSettings):
+    """loss_fn(model, (images, labels), generator) for `diffedu.train.train`: eq. (8.3), with each
+    label replaced by the model's null class with probability settings.label_drop."""
+
+    def loss_fn(model, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        images, labels = batch
+        drop = torch.rand(labels.shape[0], generator=generator).to(labels.device) < settings.label_drop
+        labels = torch.where(drop, torch.full_like(labels, model.null_class), labels)
+        return flow_matching_loss(model, images, generator, labels)
+
+    return loss_fn
+
+
+def shift_times(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """t -> shift t / (1 + (shift - 1) t), eq. (8.10) (Esser et al. 2024): shift > 1 spends more of the steps
+    at high noise, as diffusers' FlowMatchEulerDiscreteScheduler(shift=...) does; 0 and 1 stay put."""
+    if shift <= 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def flow_times(steps: int, shift: float = 1.0) -> torch.Tensor:
+    """The time grid of an N-step run: N + 1 times from 1 (noise) to 0 (data), evenly spaced, then
+    shifted by eq. (8.10); float64 (steps + 1,)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    return shift_times(torch.linspace(1, 0, steps + 1, dtype=torch.float64), shift)
+
+
+def predict_velocity(model, x: torch.Tensor, t: float) -> torch.Tensor:
+    """v_theta(x, t) for a whole batch at flow time t, in float32 (under autocast on a GPU)."""
+    time_input = torch.full((x.shape[0],), t * TIME_SCALE, device=x.device)
+    with autocast(x.device):
+        velocity = model(x, time_input)
+    if velocity.shape != x.shape:
+        raise ValueError(f"the model returned shape {tuple(velocity.shape)} for input {tuple(x.shape)}: it must predict a velocity of the input's shape")
+    return velocity.float()
+
+
+def clipped_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: float, clip_x0: float | None) -> torch.Tensor:
+    """The velocity with its x_0 estimate (8.7) clamped to +-clip_x0: v = (x_t - clamp(x_t - t v)) / t, so that
+    eps and x_0 both point at the clipped x_0 (the flow twin of DDIM's clipping, chapter 02). Unchanged at t = 0
+    or when clip_x0 is None."""
+    if clip_x0 is None or t == 0:
+        return velocity
+    return (x_t - x0_from_velocity(x_t, velocity, t).clamp(-clip_x0, clip_x0)) / t
+
+
+def euler_step(x_t: torch.Tensor, t: torch.Tensor | float, t_next: torch.Tensor | float, velocity: torch.Tensor) -> torch.Tensor:
+    """x_{t'} = x_t + (t' - t) v, eq. (8.5); t' < t moves towards data. Times are numbers or one per sample (B,)."""
+    return x_t + _per_sample(torch.as_tensor(t_next) - torch.as_tensor(t), x_t) * velocity
+
+
+@torch.no_grad()
+def flow_solve(model, x: torch.Tensor, times: torch.Tensor, method: str = "euler", clip_x0: float | None = None,
+               on_step=None) -> torch.Tensor:
+    """Integrate dx/dt = v_theta(x, t) from times[0] down to times[-1] (one batch) with Euler (8.5) or
+    Heun (8.9); model(x_t, t * TIME_SCALE) -> v. With clip_x0, every velocity is `clipped_velocity`."""
+    if method not in FLOW_SAMPLERS:
+        raise ValueError(f"method must be one of {', '.join(FLOW_SAMPLERS)}, got {method!r}")
+    times = times.tolist()
+    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
+        velocity = clipped_velocity(x, predict_velocity(model, x, t), t, clip_x0)
+        x_euler = euler_step(x, t, t_next, velocity)
+        if method == "heun":  # eq. (8.9): the slope at the Euler point, then the average of both slopes
+            velocity_next = clipped_velocity(x_euler, predict_velocity(model, x_euler, t_next), t_next, clip_x0)
+            x_euler = euler_step(x, t, t_next, (velocity + velocity_next) / 2)
+        x = x_euler
+        if (i + 1) % 10 == 0 or i == len(times) - 2:
+            check_finite("x_t", x)
+        if on_step is not None:
+            on_step()
+    return x
+
+
+def model_calls(sampler: str, steps: int) -> int:
+    """Network evaluations of `sample_flow` per image, without guidance (guidance doubles the batch, not the calls)."""
+    return steps if sampler == "euler" else 2 * steps
+
+
+@torch.no_grad()
+def sample_flow(
+    model,
+    n: int,
+    sampler: str = "euler",
+    steps: int = 20,
+    *,
+    labels: torch.Tensor | None = None,
+    guidance: float = 1.0,
+    shift: float = 1.0,
+    clip_x0: float | None = None,
+    seed: int = 0,
+    x_init: torch.Tensor | None = None,
+    batch_size: int = 500,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """n images (n, C, H, W), clamped to [-1, 1], from a class-conditional velocity UNet, in batches,
+    with one progress bar. The starting noise of all n is drawn at once from `seed`, so the samples do
+    not depend on the batch size or the device.
+
+    Args:
+        sampler: "euler" (8.5) or "heun" (8.9).
+        steps: steps on the grid `flow_times(steps, shift)`.
+        labels: (n,) digits to draw, or None for "any digit" (the null class).
+        guidance: classifier-free guidance, eq. (3.3), applied to the velocity (which is affine in eps).
+        shift: moves the time grid towards noise, eq. (8.10).
+        clip_x0: clamp each step's estimate of x_0 to +-clip_x0 (see `clipped_velocity`); None: no clamp.
+        x_init: (n, C, H, W) starting noise instead of drawing it from `seed`.
+    """
+    if sampler not in FLOW_SAMPLERS:
+        raise ValueError(f"a flow samples with {' or '.join(FLOW_SAMPLERS)}, got sampler={sampler!r}")
+    if labels is not None and labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    if labels is None and guidance != 1.0:
+        raise ValueError("guidance needs labels: pass the digits to draw (e.g. --label 7 or --all-labels)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    shape = (n, model.config.image_channels, model.config.image_size, model.config.image_size)
+    if x_init is None:
+        x_init = randn(shape, torch.Generator().manual_seed(seed), "cpu")
+    elif tuple(x_init.shape) != shape:
+        raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
+    times = flow_times(steps, shift)
+    bar = tqdm(total=steps * math.ceil(n / batch_size), desc=f"sampling {n} images ({sampler}, {steps} steps)",
+               unit="step", disable=not progress)
+    chunks = []
+    try:
+        for start in range(0, n, batch_size):
+            count = min(batch_size, n - start)
+            batch_labels = (labels[start: start + count] if labels is not None
+                            else torch.full((count,), model.null_class, dtype=torch.long))
+            predictor = guided_noise_predictor(model, batch_labels.to(device), guidance)  # eq. (3.3) works on any prediction
+            x = flow_solve(predictor, x_init[start: start + count].to(device), times, sampler, clip_x0, on_step=bar.update)
+            chunks.append(x.clamp(-1, 1).cpu())
+    except KeyboardInterrupt:
+        raise SamplingInterrupted(torch.cat(chunks) if chunks else x_init[:0]) from None
+    finally:
+        bar.close()
+    return torch.cat(chunks)
