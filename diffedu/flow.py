@@ -33,7 +33,7 @@ from diffedu.course.checks import check_finite
 from diffedu.course.device import autocast, randn
 from diffedu.course.progress import tqdm
 from diffedu.guidance import guided_noise_predictor
-from diffedu.samplers import SamplingInterrupted
+from diffedu.samplers import SamplingInterrupted, check_request, initial_noise
 
 TIME_SCALE = 1000.0  # the network's time input is t * 1000: the range the diffusion UNet's embedding was built for
 FLOW_SAMPLERS = {
@@ -239,18 +239,10 @@ def sample_flow(
     """
     if sampler not in FLOW_SAMPLERS:
         raise ValueError(f"a flow samples with {' or '.join(FLOW_SAMPLERS)}, got sampler={sampler!r}")
-    if labels is not None and labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-    if labels is None and guidance != 1.0:
-        raise ValueError("guidance needs labels: pass the digits to draw (e.g. --label 7 or --all-labels)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_request(n, labels, guidance, batch_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     shape = (n, model.config.image_channels, model.config.image_size, model.config.image_size)
-    if x_init is None:
-        x_init = randn(shape, torch.Generator().manual_seed(seed), "cpu")
-    elif tuple(x_init.shape) != shape:
-        raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
+    x_init = initial_noise(shape, torch.Generator().manual_seed(seed), "cpu", x_init)  # all at once: batch-size independent
     times = flow_times(steps, shift)
     bar = tqdm(total=steps * math.ceil(n / batch_size), desc=f"sampling {n} images ({sampler}, {steps} steps)",
                unit="step", disable=not progress)

@@ -396,6 +396,17 @@ class SamplingInterrupted(KeyboardInterrupt):
         self.samples = samples
 
 
+def check_request(n: int, labels: torch.Tensor | None, guidance: float, batch_size: int) -> None:
+    """The checks every sampling entry point makes (`sample`, `flow.sample_flow`): one label per image,
+    guidance only with labels, a positive batch size."""
+    if labels is not None and labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    if labels is None and guidance != 1.0:
+        raise ValueError("guidance needs labels: pass the digits to draw (e.g. --label 7 or --all-labels)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
 @torch.no_grad()
 def sample(
     model,
@@ -442,12 +453,7 @@ def sample(
                          "steps use sampler='ancestral'")
     if not 1 <= steps <= num_train_timesteps:
         raise ValueError(f"steps must be in 1..{num_train_timesteps}, got {steps}")
-    if labels is not None and labels.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-    if labels is None and guidance != 1.0:
-        raise ValueError("guidance needs labels: pass the digits to draw (e.g. --label 7 or --all-labels)")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_request(n, labels, guidance, batch_size)
     from diffedu.sde import probability_flow_sample  # sde.py builds on this module: import it here, not above
 
     device = torch.device(device) if device is not None else next(model.parameters()).device

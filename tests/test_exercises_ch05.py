@@ -8,19 +8,11 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline
 
-from diffedu.exercises import ExerciseResult, ch05
+from diffedu.exercises import ch05
 from solutions import ch05 as reference
+from exercise_helpers import stub, wrong_message
 
 MINI_SD_VAE = Path(__file__).resolve().parent.parent / "data" / "checkpoints" / "mini-sd" / "vae"
-
-
-def stub(*args):
-    raise NotImplementedError
-
-
-def wrong_message(result: ExerciseResult) -> str:
-    assert isinstance(result, ExerciseResult) and result.status == "wrong" and not result, result
-    return result.message
 
 
 def test_stubs_are_not_attempted(capsys):

@@ -5,19 +5,11 @@ import math
 import pytest
 import torch
 
-from diffedu.exercises import ExerciseResult, ch07
+from diffedu.exercises import ch07
 from diffedu.schedules import NoiseSchedule, make_schedule
 from diffedu.sde import probability_flow_sample, sigma_of
 from solutions import ch07 as reference
-
-
-def stub(*args):
-    raise NotImplementedError
-
-
-def wrong_message(result: ExerciseResult) -> str:
-    assert isinstance(result, ExerciseResult) and result.status == "wrong" and not result, result
-    return result.message
+from exercise_helpers import stub, wrong_message
 
 
 def test_stubs_are_not_attempted(capsys):

@@ -2,17 +2,9 @@
 
 import pytest
 
-from diffedu.exercises import ExerciseResult, ch08
+from diffedu.exercises import ch08
 from solutions import ch08 as reference
-
-
-def stub(*args):
-    raise NotImplementedError
-
-
-def wrong_message(result: ExerciseResult) -> str:
-    assert isinstance(result, ExerciseResult) and result.status == "wrong" and not result, result
-    return result.message
+from exercise_helpers import stub, wrong_message
 
 
 def test_stubs_are_not_attempted(capsys):

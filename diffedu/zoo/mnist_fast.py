@@ -18,9 +18,8 @@ from diffedu.distill import distillation_loss_fn
 from diffedu.flow import sample_flow
 from diffedu.metrics import evaluate_samples
 from diffedu.models import count_parameters
-from diffedu.models.checkpoints import (checkpoint_paths, file_sha256, model_card, read_checkpoint, save_checkpoint,
-                                        stop_if_interrupted)
-from diffedu.models.unet import UNet, UNetConfig
+from diffedu.models.checkpoints import checkpoint_paths, file_sha256, model_card, save_checkpoint, stop_if_interrupted
+from diffedu.models.unet import UNet
 from diffedu.train import TrainConfig, train as train_loop
 from diffedu.zoo import NamedModel
 from diffedu.zoo import mnist_flow
@@ -81,10 +80,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
 
 def load(device="cpu", folder: Path | None = None) -> UNet:
     """The distilled UNet (EMA weights, eval mode) on `device`."""
-    state, config, _ = read_checkpoint(NAME, folder)
-    model = UNet(UNetConfig.from_dict(config["unet"]))
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    return mnist_flow.load_unet(NAME, device, folder)
 
 
 def sample(model: UNet, n: int, sampler: str = "euler", steps: int | None = None, *, labels: torch.Tensor | None = None,

@@ -47,12 +47,17 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
     return card
 
 
-def load(device="cpu", folder: Path | None = None) -> UNet:
-    """The velocity UNet (EMA weights, eval mode) on `device`."""
-    state, config, _ = read_checkpoint(NAME, folder)
+def load_unet(name: str, device="cpu", folder: Path | None = None) -> UNet:
+    """The UNet of a named checkpoint whose config holds "unet" (EMA weights, eval mode) on `device`."""
+    state, config, _ = read_checkpoint(name, folder)
     model = UNet(UNetConfig.from_dict(config["unet"]))
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def load(device="cpu", folder: Path | None = None) -> UNet:
+    """The velocity UNet (EMA weights, eval mode) on `device`."""
+    return load_unet(NAME, device, folder)
 
 
 def sample(model: UNet, n: int, sampler: str = "euler", steps: int | None = None, **options) -> torch.Tensor:
