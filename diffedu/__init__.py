@@ -19,7 +19,7 @@ The models:
                 checkpoints (safetensors + model card)
     zoo/        the named models, one module each, and their registry (`python -m diffedu models`)
     sd/         Stable Diffusion parts: the mini pipeline, real model ids, memory savers,
-                a LoRA layer written by hand
+                a LoRA layer written by hand, bold/slanted/outlined digits and their measures
     __main__    the command line: models, train, sample, evaluate, publish
 
 The course's infrastructure (diffedu/course/, diffedu/exercises/):

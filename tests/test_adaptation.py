@@ -23,10 +23,10 @@ def test_shear_changes_the_slant_by_its_amount(digits):
     before = adaptation.slant(digits)
     after = adaptation.slant(adaptation.shear(digits, 0.3))
     change = after - before
-    assert change.mean().item() == pytest.approx(0.3, abs=0.03)  # a shear by s adds s to mu_11 / mu_02
+    assert change.mean().item() == pytest.approx(0.3, abs=0.01)  # a shear by s adds s to mu_11 / mu_02 (0.2999 here)
     assert (change > 0.15).float().mean() > 0.95
     back = adaptation.slant(adaptation.shear(digits, -0.3)) - before
-    assert back.mean().item() == pytest.approx(-0.3, abs=0.03)
+    assert back.mean().item() == pytest.approx(-0.3, abs=0.01)
     assert torch.allclose(adaptation.shear(digits, 0.0), digits, atol=1e-5)
 
 
