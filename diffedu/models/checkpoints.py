@@ -42,6 +42,15 @@ def checkpoint_paths(name: str, folder: Path | None = None) -> tuple[Path, Path]
     return folder / f"{name}.safetensors", folder / f"{name}.json"
 
 
+def folder_beside(name: str, folder: Path | None) -> Path | None:
+    """Where a model saved in `folder` finds the named model it builds on (mnist-ldm's VAE, mnist-fast's
+    teacher): `folder` itself when `name` is there too (a run that trained both into one folder), else
+    None, the shipped one."""
+    if folder is not None and checkpoint_paths(name, folder)[0].is_file():
+        return Path(folder)
+    return None
+
+
 def hardware_description() -> dict:
     """What a model card records about the machine that trained or measured something."""
     info = {

@@ -18,7 +18,8 @@ from diffedu.distill import distillation_loss_fn
 from diffedu.flow import sample_flow
 from diffedu.metrics import evaluate_samples
 from diffedu.models import count_parameters
-from diffedu.models.checkpoints import checkpoint_paths, file_sha256, model_card, save_checkpoint, stop_if_interrupted
+from diffedu.models.checkpoints import (checkpoint_paths, file_sha256, folder_beside, model_card, save_checkpoint,
+                                        stop_if_interrupted)
 from diffedu.models.unet import UNet
 from diffedu.train import TrainConfig, train as train_loop
 from diffedu.zoo import NamedModel
@@ -32,17 +33,10 @@ GUIDANCE = 1.25  # the teacher's classifier-free guidance, distilled into the st
 TRAIN = TrainConfig(train_steps=1500, batch_size=64, lr=3e-4, warmup_steps=50, ema_decay=0.995, time_budget_minutes=14)
 
 
-def teacher_folder_for(folder: Path | None) -> Path | None:
-    """Where mnist-fast in `folder` finds its teacher: a mnist-flow beside it, else the shipped one (None)."""
-    if folder is not None and checkpoint_paths("mnist-flow", folder)[0].is_file():
-        return Path(folder)
-    return None
-
-
 def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
     """Distil mnist-flow in ROUNDS rounds (each resumable in run_dir/round-K); save the last student and a card."""
     config = replace(TRAIN, **overrides)
-    teacher_folder = teacher_folder_for(out_folder)
+    teacher_folder = folder_beside("mnist-flow", out_folder)
     teacher = mnist_flow.load(folder=teacher_folder)
     train_set = load_mnist("train")
     rounds, steps, guidance = [], TEACHER_STEPS, GUIDANCE

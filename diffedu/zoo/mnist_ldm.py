@@ -22,7 +22,7 @@ from diffedu.losses import DiffusionSettings, diffusion_loss_fn
 from diffedu.metrics import evaluate_samples
 from diffedu.models import count_parameters
 from diffedu.models.checkpoints import (
-    CheckpointError, checkpoint_paths, file_sha256, model_card, read_checkpoint, save_checkpoint, stop_if_interrupted,
+    CheckpointError, checkpoint_paths, file_sha256, folder_beside, model_card, read_checkpoint, save_checkpoint, stop_if_interrupted,
 )
 from diffedu.models.unet import UNet, UNetConfig
 from diffedu.models.vae import VAE
@@ -83,14 +83,6 @@ class LatentDiffusion:
         return decode(self.vae, latents / self.vae.config.scaling_factor)
 
 
-def vae_folder_for(folder: Path | None) -> Path | None:
-    """Where mnist-ldm in `folder` finds its VAE: beside it when a mnist-vae is there (a run
-    that trained both into one folder), else the shipped one (None)."""
-    if folder is not None and checkpoint_paths("mnist-vae", folder)[0].is_file():
-        return Path(folder)
-    return None
-
-
 def vae_sha256(folder: Path | None) -> str:
     return file_sha256(checkpoint_paths("mnist-vae", folder)[0])
 
@@ -99,7 +91,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
     """Train the latent UNet on the latents of the VAE in out_folder (if there is one there,
     else the shipped one), resuming from run_dir; save EMA weights and model card."""
     config = replace(TRAIN, **overrides)
-    vae_folder = vae_folder_for(out_folder)
+    vae_folder = folder_beside("mnist-vae", out_folder)
     vae = load_named("mnist-vae", folder=vae_folder)
     train_set = load_mnist("train")
     start = time.perf_counter()
@@ -127,7 +119,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
 def load(device="cpu", folder: Path | None = None) -> LatentDiffusion:
     """The latent UNet (EMA weights), its schedule and the VAE it was trained on."""
     state, config, _ = read_checkpoint(NAME, folder)
-    vae_folder = vae_folder_for(folder)
+    vae_folder = folder_beside("mnist-vae", folder)
     vae = load_named("mnist-vae", device, vae_folder)
     if vae_sha256(vae_folder) != config["vae_sha256"]:
         raise CheckpointError(
