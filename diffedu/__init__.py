@@ -18,8 +18,9 @@ The models:
     models/     networks, one file each (unet, vae, classifier, mlp, time_embedding), and
                 checkpoints (safetensors + model card)
     zoo/        the named models, one module each, and their registry (`python -m diffedu models`)
-    sd/         Stable Diffusion parts: the mini pipeline, real model ids, memory savers,
-                a LoRA layer written by hand, bold/slanted/outlined digits and their measures
+    sd/         Stable Diffusion parts: the mini pipeline, real model ids, memory savers (chapter 05);
+                a LoRA layer written by hand, bold/slanted/outlined digits and their measures,
+                LoRA / textual inversion / ControlNet training (finetune, chapter 09)
     __main__    the command line: models, train, sample, evaluate, publish
 
 The course's infrastructure (diffedu/course/, diffedu/exercises/):

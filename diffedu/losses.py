@@ -35,7 +35,7 @@ def noise_prediction_loss(
     x0: torch.Tensor,
     schedule: NoiseSchedule,
     generator: torch.Generator | None = None,
-    labels: torch.Tensor | None = None,
+    labels: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
     weighting: str = "none",
     min_snr_gamma: float = 5.0,
 ) -> torch.Tensor:
@@ -49,7 +49,8 @@ def noise_prediction_loss(
         model: eps_theta(x_t, t), or eps_theta(x_t, t, labels) when labels are given.
         x0: a batch of clean data (B, ...), on the model's device.
         schedule: the noise schedule.
-        labels: optional class labels (B,) for a conditional model.
+        labels: optional class labels (B,) for a conditional model, or a tuple of conditions
+            (e.g. token ids and a ControlNet's image), passed to the model in that order.
         weighting: "none" (L_simple) or "min_snr" (eq. 3.5).
     Returns:
         the (weighted) mean squared error, a scalar tensor.
@@ -57,7 +58,8 @@ def noise_prediction_loss(
     t = torch.randint(0, schedule.num_train_timesteps, (x0.shape[0],), generator=generator).to(x0.device)  # (B,)
     noise = randn(x0.shape, generator, x0.device)  # eps ~ N(0, I)
     x_t = q_sample(x0, t, noise, schedule)
-    noise_pred = model(x_t, t) if labels is None else model(x_t, t, labels)
+    conditions = () if labels is None else labels if isinstance(labels, tuple) else (labels,)
+    noise_pred = model(x_t, t, *conditions)
     per_sample = (noise_pred.float() - noise).pow(2).flatten(1).mean(1)  # (B,)
     return (timestep_weights(schedule, t, weighting, min_snr_gamma) * per_sample).mean()
 

@@ -46,7 +46,7 @@ def folder_beside(name: str, folder: Path | None) -> Path | None:
     """Where a model saved in `folder` finds the named model it builds on (mnist-ldm's VAE, mnist-fast's
     teacher): `folder` itself when `name` is there too (a run that trained both into one folder), else
     None, the shipped one."""
-    if folder is not None and checkpoint_paths(name, folder)[0].is_file():
+    if folder is not None and checkpoint_paths(name, folder)[1].is_file():  # its model card
         return Path(folder)
     return None
 

@@ -1,4 +1,4 @@
-"""The data and the measurements of adapting Stable Diffusion (chapter 09, to come): MNIST digits
+"""The data and the measurements of adapting Stable Diffusion (chapter 09): MNIST digits
 made bold, slanted or reduced to outlines, and the numbers that say whether an adapted model
 learned the change. Images are (B, 1, H, W) in [-1, 1], as everywhere in the course; "ink" is a
 pixel above the middle grey (0 in [-1, 1], 0.5 in [0, 1]).
@@ -49,6 +49,14 @@ def outlines(images: torch.Tensor) -> torch.Tensor:
     inked = ink(images).float()
     eroded = -F.max_pool2d(-inked, kernel_size=3, stride=1, padding=1)  # erosion = - dilation of the negative
     return (inked - eroded) * 2 - 1
+
+
+def edges(images: torch.Tensor) -> torch.Tensor:
+    """An edge map like the ones ControlNet is trained on, in [-1, 1]: the outline traced around each
+    stroke, `outlines(bold(images))`. MNIST strokes are only 2-3 pixels wide, so the outline of the
+    digit itself is nearly the whole digit; the outline of the thickened digit runs along both sides
+    of each stroke, as an edge detector's would, and leaves the stroke's middle open."""
+    return outlines(bold(images))
 
 
 def ink_fraction(images: torch.Tensor) -> torch.Tensor:

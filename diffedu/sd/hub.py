@@ -25,6 +25,11 @@ REGISTRY = {  # first id that loads wins; the mirrors hold the original weights
     "sd-v1.5": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd-legacy/stable-diffusion-v1-5"),
     "sd-v1.5-inpainting": ("stable-diffusion-v1-5/stable-diffusion-inpainting", "sd-legacy/stable-diffusion-inpainting"),
 }
+ADAPTERS = {  # public adaptations of SD v1.5 (chapter 09), kind -> (what it is, ids to try in order)
+    "lcm-lora": ("lora", ("latent-consistency/lcm-lora-sdv1-5",)),  # a LoRA that samples in 4-8 steps
+    "controlnet-canny": ("controlnet", ("lllyasviel/control_v11p_sd15_canny", "lllyasviel/sd-controlnet-canny")),
+    "ti-cat-toy": ("textual_inversion", ("sd-concepts-library/cat-toy",)),  # the word <cat-toy>
+}
 EXAMPLE_PROMPT = "a photo of an astronaut riding a horse on the moon"
 BACKEND_ENV_VAR = "DIFFEDU_SD"
 BACKENDS = ("auto", "online", "offline")
@@ -108,3 +113,30 @@ def _pipeline_class(kind: str):
 
     model_ids(kind)  # checks the kind
     return StableDiffusionInpaintPipeline if kind.endswith("inpainting") else StableDiffusionPipeline
+
+
+def load_adapter(pipe, kind: str, adapter_name: str | None = None):
+    """Load a public adaptation of SD v1.5 from the Hub (ADAPTERS), trying its ids in order, with
+    the loader Diffusers has for it: pipe.load_lora_weights, pipe.load_textual_inversion, or
+    ControlNetModel.from_pretrained (returned, for StableDiffusionControlNetPipeline). Returns
+    (the id that loaded, the ControlNet or None). Online only: chapter 09 calls it when
+    load_text_to_image loaded the real model."""
+    if kind not in ADAPTERS:
+        raise ValueError(f"unknown adapter {kind!r}: choose one of {', '.join(ADAPTERS)}")
+    what, ids = ADAPTERS[kind]
+    failures = []
+    for model_id in ids:
+        try:
+            if what == "lora":
+                pipe.load_lora_weights(model_id, adapter_name=adapter_name or kind.replace("-", "_"))
+                return model_id, None
+            if what == "textual_inversion":
+                pipe.load_textual_inversion(model_id)
+                return model_id, None
+            from diffusers import ControlNetModel
+
+            return model_id, ControlNetModel.from_pretrained(model_id, dtype=pipe.unet.dtype).to(pipe.device)
+        except Exception as error:  # a moved id, a timeout: try the next one
+            failures.append(f"{model_id}: {type(error).__name__}")
+    raise RuntimeError(f"could not load {kind} from the Hub (" + "; ".join(failures) + "): check the connection, "
+                       "or add a working id to diffedu/sd/hub.py's ADAPTERS")
