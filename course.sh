@@ -122,8 +122,8 @@ if wrong:
     sys.exit(f"course.sh: .venv-lowest does not hold the versions of {sys.argv[1]}: {wrong}")
 print("==> oldest versions:", ", ".join(f"{n} {v.strip()}" for n, v in pins.items()))
 PY
-    echo "==> running the Stable Diffusion tests and chapter 05 with them (fast mode)"
-    DIFFEDU_FAST=1 "$venv/bin/python" -m pytest tests/test_sd.py chapters/05_stable_diffusion.ipynb "$@"
+    echo "==> running the Stable Diffusion tests (chapters 05 and 09) and chapter 05 with them (fast mode)"
+    DIFFEDU_FAST=1 "$venv/bin/python" -m pytest tests/test_sd.py tests/test_finetune.py chapters/05_stable_diffusion.ipynb "$@"
 }
 
 command=${1:-}

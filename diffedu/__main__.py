@@ -254,12 +254,13 @@ def run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if args.markdown:
         print(zoo.markdown_table(rows))
         return 0
+    width = max(len(row["name"]) for row in rows)
     for row in rows:
-        where = f"{row['megabytes']:6.2f} MB" if row["present"] else "   missing"
+        where = f"{row['size']:>10}" if row["present"] else "   missing"
         when = f" (measured {row['measured_on']})" if row["measured_on"] else ""
-        print(f"{row['name']:17} ch. {row['chapter']:02d}  {where}  {row['summary']}")
+        print(f"{row['name']:{width}} ch. {row['chapter']:02d}  {where}  {row['summary']}")
         if row["metrics"]:
-            print(f"{'':17}                    {row['metrics']}{when}")
+            print(f"{'':{width}}                    {row['metrics']}{when}")
     if not all(row["present"] for row in rows):
         print("missing models: restore them with `git checkout -- data/checkpoints`, or train them with "
               "`python -m diffedu train NAME`")

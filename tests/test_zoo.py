@@ -14,7 +14,8 @@ from diffedu.course.paths import REPO_ROOT
 from diffedu.flow import FLOW_SAMPLERS
 from diffedu.samplers import SAMPLERS
 
-SHIPPED = ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd", "mnist-flow", "mnist-fast"]
+SHIPPED = ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd", "mnist-flow", "mnist-fast",
+           "mini-sd-lora-bold", "mini-sd-ti-slanted", "mini-sd-controlnet-edges"]
 
 
 def test_every_shipped_model_is_declared_once_with_what_it_needs():

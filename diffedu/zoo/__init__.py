@@ -7,6 +7,9 @@
     mini_sd.py            mini-sd            text-to-digit Stable Diffusion          (chapter 05)
     mnist_flow.py         mnist-flow         chapter 03's UNet trained as a flow     (chapter 08)
     mnist_fast.py         mnist-fast         mnist-flow distilled to 4 steps         (chapter 08)
+    mini_sd_lora_bold.py  mini-sd-lora-bold  LoRA on mini-sd: bold digits            (chapter 09)
+    mini_sd_ti_slanted.py mini-sd-ti-slanted textual inversion on mini-sd: <slanted> (chapter 09)
+    mini_sd_controlnet_edges.py  mini-sd-controlnet-edges  ControlNet: digits along outlines (chapter 09)
 
 Each module ends with one declaration, `MODEL = NamedModel(...)`: the model's name, chapter,
 training config and its `train`, `load` and, where they apply, `sample` and `evaluate`. A
@@ -166,10 +169,16 @@ def describe(folder: Path | None = None) -> list[dict]:
                 value = value.get(key) if isinstance(value, dict) else None
             if value is not None:
                 shown.append(f"{label} {value}")
-        rows.append({"name": model.name, "chapter": model.chapter, "summary": model.summary, "megabytes": round(size / 1e6, 2),
+        rows.append({"name": model.name, "chapter": model.chapter, "summary": model.summary,
+                     "size": size_text(size),
                      "metrics": ", ".join(shown), "measured_on": metrics.get("measured_on", model_card.get("trained_on", "")),
                      "present": present})
     return rows
+
+
+def size_text(size: int) -> str:
+    """A size on disk for people: "2.63 MB", "97.1 kB", "336 bytes"."""
+    return f"{size / 1e6:.2f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB" if size >= 1000 else f"{size} bytes"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -177,5 +186,5 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| model | chapter | what it is | size | headline metrics (measured on) |", "|---|---|---|---|---|"]
     for row in rows:
         when = f" ({row['measured_on']})" if row["measured_on"] else ""
-        lines.append(f"| `{row['name']}` | {row['chapter']:02d} | {row['summary']} | {row['megabytes']} MB | {row['metrics']}{when} |")
+        lines.append(f"| `{row['name']}` | {row['chapter']:02d} | {row['summary']} | {row['size']} | {row['metrics']}{when} |")
     return "\n".join(lines)
