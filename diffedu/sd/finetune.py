@@ -273,14 +273,15 @@ def train_token(pipe, images: torch.Tensor, labels: torch.Tensor, config: TrainC
 
 
 def train_controlnet(pipe, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig, run_dir: Path | None = None,
-                     progress: bool = True, drop: float = mini.CAPTION_DROP) -> TrainResult:
-    """Teach pipe a layout with ControlNet (9.4): a ControlNet made from pipe.unet learns to draw
-    `images` (N, 1, 28, 28) from their outlines (control_images), with the mini model's own random
-    captions (empty with probability `drop`, so that guidance still works). result.ema.controlnet
-    holds the averaged ControlNet."""
+                     progress: bool = True, drop: float = mini.CAPTION_DROP, controlnet=None) -> TrainResult:
+    """Teach pipe a layout with ControlNet (9.4): `controlnet` (default: a fresh one, make_controlnet)
+    learns to draw `images` (N, 1, 28, 28) from their outlines (control_images), with the mini
+    model's own random captions (empty with probability `drop`, so that guidance still works).
+    result.model.controlnet is `controlnet`, trained; result.ema.controlnet the averaged one."""
     mean, log_var = digit_latents(pipe.vae, images)
     control = control_images(images) > 0.5  # (N, 1, 32, 32) bool: an eighth of the memory of floats
-    model = ControlledUNet(pipe.text_encoder, pipe.unet, make_controlnet(pipe.unet))
+    controlnet = controlnet if controlnet is not None else make_controlnet(pipe.unet)
+    model = ControlledUNet(pipe.text_encoder, pipe.unet, controlnet)
     empty = mini.tokenize(pipe.tokenizer, [""])[0]
     loss_fn = finetune_loss_fn(pipe.vae.config.scaling_factor, caption_ids(pipe.tokenizer, TEMPLATES), drop, empty)
     return train(model, loss_fn, (mean, log_var, labels, control), config, run_dir, progress=progress)
