@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--budget-minutes", type=positive_float, help="stop and save after this many minutes of this run; "
                        "run the command again to continue (default: the model's)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
+    train.add_argument("--config", default="default", help="the model's size: default, or big (mnist-unet: a wider UNet "
+                       "for several GPUs; see the README)")
+    train.add_argument("--grad-accumulation", type=positive_int, help="micro-batches per process and step, whose "
+                       "gradients add up: the same steps with less memory (default: 1)")
     train.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
 
     publish = commands.add_parser("publish", help="copy a finished run's model into data/checkpoints",
@@ -208,17 +212,20 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from diffedu.distributed import is_main_process
     from diffedu.models.checkpoints import checkpoint_dir
 
     run_dir = args.run_dir or zoo.default_run_dir(args.name)
     target = args.out or (checkpoint_dir() if args.publish else None)
-    overrides = {k: v for k, v in {"train_steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"train_steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed,
+                                   "grad_accumulation_steps": args.grad_accumulation}.items() if v is not None}
     try:
-        card = zoo.train(args.name, run_dir, run_dir, **overrides)
+        card = zoo.train(args.name, run_dir, run_dir, args.config, **overrides)
     except KeyboardInterrupt:
         print(f"interrupted: the last checkpoint is in {run_dir}; run the same command again to continue", file=sys.stderr)
         return 130
+    if not is_main_process():  # launched with several processes: the first one reports and publishes
+        return 0
     if not card.get("finished"):
         print(f"not finished (step {card.get('train_steps')}): the model so far is in {run_dir} (sample it with --from {run_dir}); "
               "run the same command again to continue")
@@ -272,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sample":
         check_sample_args(args, parser)
+    if args.command == "train" and args.config not in zoo.get(args.name).configs:
+        parser.error(f"{args.name} has no --config {args.config}: it has {', '.join(zoo.get(args.name).configs)}")
     if args.command == "evaluate":
         check_source(args, parser)
         if zoo.get(args.name).evaluate is None:

@@ -10,13 +10,29 @@ again: it resumes from the last checkpoint.
     result = train(model, loss_fn, (images, labels), TrainConfig(train_steps=6000), run_dir="runs/unet")
 
 `loss_fn(model, batch, generator) -> loss` says what to learn; `train` does the rest.
+
+The same loop runs on one device or on many processes (GPUs, or nodes) through Hugging Face
+Accelerate: `accelerate launch --multi_gpu -m diffedu train NAME` (or `torchrun`) starts one
+process per device, and each step is then data-parallel. Every process draws the same global
+batch of `batch_size` indices, takes its own shard, and computes its loss on it; after the
+backward pass one all-reduce averages the gradients over all processes (diffedu.distributed),
+so every process takes the same optimizer step and keeps identical weights and EMA. A shard can be split further into
+`grad_accumulation_steps` micro-batches whose gradients add up before the step. Each shard's
+noise comes from its own generator, seeded from the step and the shard's number, so a run with
+P processes and A micro-batches each takes exactly the steps of one process with P x A
+micro-batches (up to the order of floating-point additions). Only the first process shows the
+progress bar and writes checkpoints; the checkpoint is the same file either way, so a run can
+continue on another number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,6 +43,7 @@ from torch import nn
 from diffedu.course.progress import tqdm
 
 from diffedu.course.device import autocast_dtype, get_device
+from diffedu.distributed import MIXED_PRECISION, Distributed
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -36,7 +53,8 @@ class TrainConfig:
     """Settings of one training run (the defaults suit the MNIST UNet on a CPU)."""
 
     train_steps: int = 6000  # optimizer steps in total (a resumed run counts from where it stopped)
-    batch_size: int = 128
+    batch_size: int = 128  # images per optimizer step, over all processes and micro-batches together
+    grad_accumulation_steps: int = 1  # micro-batches per process per step (their gradients add up)
     lr: float = 2e-3  # peak learning rate
     warmup_steps: int = 200  # linear warm-up from 0 to lr
     min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio
@@ -102,79 +120,129 @@ class TrainingState:
     model: nn.Module
     ema: nn.Module
     optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    generator: torch.Generator  # all randomness of batches and losses
+    generator: torch.Generator  # the batches and the per-step seeds: the same on every process
+    dist: Distributed
     step: int = 0
-    losses: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # the mean over all processes, per step
     elapsed_seconds: float = 0.0  # training time of earlier calls
 
 
-def restore(state: TrainingState, checkpoint_path: Path | None, device: torch.device) -> None:
-    """Load the checkpoint at checkpoint_path into `state`, if there is one."""
+def load_checkpoint(checkpoint_path: Path | None, device: torch.device) -> dict | None:
     if checkpoint_path is None or not checkpoint_path.exists():
+        return None
+    return torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # load_state_dict moves it to the device
+
+
+def restore(state: TrainingState, saved: dict | None, checkpoint_path: Path | None) -> None:
+    """Load a checkpoint's optimizer, random state, step and losses into `state` (the weights are
+    loaded before the model is wrapped); a run saved by any number of processes."""
+    if saved is None:
         return
-    saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
-    state.model.load_state_dict(saved["model"])
-    state.ema.load_state_dict(saved["ema"])
     state.optimizer.load_state_dict(saved["optimizer"])
-    state.scaler.load_state_dict(saved["scaler"])
+    scaler = state.dist.accelerator.scaler
+    if scaler is not None and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
     state.generator.set_state(saved["generator"])
     state.step, state.losses, state.elapsed_seconds = saved["step"], saved["losses"], saved["elapsed_seconds"]
-    print(f"resuming from {checkpoint_path} at step {state.step} ({state.elapsed_seconds / 60:.1f} min trained so far)")
+    if state.dist.is_main:
+        print(f"resuming from {checkpoint_path} at step {state.step} ({state.elapsed_seconds / 60:.1f} min trained so far)")
 
 
 def save(state: TrainingState, checkpoint_path: Path | None, config: TrainConfig, elapsed_seconds: float) -> None:
-    """Write `state` to checkpoint_path (atomically); nothing if there is no run folder."""
+    """Write `state` to checkpoint_path (atomically, by the first process only); nothing if there
+    is no run folder. The other processes wait until it is written."""
     if checkpoint_path is None:
         return
-    _save_atomically({
-        "model": state.model.state_dict(),
-        "ema": state.ema.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "scaler": state.scaler.state_dict(),
-        "generator": state.generator.get_state(),
-        "step": state.step,
-        "losses": state.losses,
-        "elapsed_seconds": elapsed_seconds,
-        "config": config.to_dict(),
-    }, checkpoint_path)
+    if state.dist.is_main:
+        scaler = state.dist.accelerator.scaler
+        _save_atomically({
+            "model": state.model.state_dict(),
+            "ema": state.ema.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "generator": state.generator.get_state(),
+            "step": state.step,
+            "losses": state.losses,
+            "elapsed_seconds": elapsed_seconds,
+            "config": config.to_dict(),
+            "processes": state.dist.world_size,
+        }, checkpoint_path)
+    state.dist.wait_for_everyone()
 
 
-def train_step(state: TrainingState, loss_fn: Callable, data: list[torch.Tensor], config: TrainConfig,
-               amp_dtype: torch.dtype | None) -> torch.Tensor:
-    """One optimizer step on a random batch: the loss, backward, clipped gradients, AdamW with the
-    learning rate of this step, then the EMA. Returns the loss, still on the device (reading it
-    would wait for a GPU: `train` reads the losses every LOG_EVERY steps)."""
-    device = data[0].device
-    index = torch.randint(0, data[0].shape[0], (config.batch_size,), generator=state.generator).to(device)
-    batch = [d[index] for d in data]
+def train_step(state: TrainingState, loss_fn: Callable, data: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:
+    """One optimizer step: draw the global batch, compute the loss on this process's shard (in
+    micro-batches), backward, average the gradients over all processes, clip, AdamW with the
+    learning rate of this step, then the EMA. Returns this process's mean loss, still on the
+    device (reading it would wait for a GPU: `train` reads the losses every LOG_EVERY steps)."""
+    dist, accumulation = state.dist, config.grad_accumulation_steps
+    micro = config.batch_size // (dist.world_size * accumulation)  # images per micro-batch
+    index = torch.randint(0, data[0].shape[0], (config.batch_size,), generator=state.generator)  # the global batch
+    step_seed = int(torch.randint(0, 2**62, (1,), generator=state.generator))
     for group in state.optimizer.param_groups:
         group["lr"] = lr_at(state.step, config)
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        loss = loss_fn(state.model, batch, state.generator)
+    total = torch.zeros((), device=dist.device)
+    for k in range(accumulation):
+        shard = dist.rank * accumulation + k  # its place in the global batch
+        rows = index[shard * micro:(shard + 1) * micro].to(dist.device)
+        generator = torch.Generator().manual_seed(step_seed + shard)  # this shard's noise, whoever computes it
+        with dist.autocast():
+            loss = loss_fn(state.model, [d[rows] for d in data], generator)
+        dist.backward(loss / accumulation)  # the micro-batches' gradients add up
+        total += loss.detach().float()
+    dist.average_gradients(state.model)  # the all-reduce: the gradient of the whole global batch, on every process
+    dist.clip_grad_norm_(state.model.parameters(), config.grad_clip)
+    state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
-    state.scaler.unscale_(state.optimizer)
-    nn.utils.clip_grad_norm_(state.model.parameters(), config.grad_clip)
-    state.scaler.step(state.optimizer)
-    state.scaler.update()
     update_ema(state.ema, state.model, state.step, config.ema_decay)
     state.step += 1
-    return loss.detach()
+    return total / accumulation
 
 
 LOG_EVERY = 10  # steps between reading the losses (checked for NaN/inf) and updating the bar
 
 
 def record_losses(state: TrainingState, pending: list[torch.Tensor], config: TrainConfig) -> None:
-    """Move the losses of the last steps into state.losses; stop on the first NaN/inf."""
-    values = torch.stack(pending).float().tolist() if pending else []
+    """Move the losses of the last steps, averaged over the processes, into state.losses; stop on
+    the first NaN/inf (every process sees the same numbers, so all stop together)."""
+    values = state.dist.mean(torch.stack(pending)).float().tolist() if pending else []
     for offset, value in enumerate(values):
         if not math.isfinite(value):
             step = state.step - len(values) + offset
             raise FloatingPointError(f"loss became {value} at step {step}: lower the learning rate (now {config.lr})")
     state.losses.extend(values)
     pending.clear()
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or a launcher's SIGTERM, as a flag instead of an exception, while several
+    processes train: each finishes its step, and all agree (Distributed.any) to stop at the same one."""
+
+    def __init__(self, active: bool):
+        self.requested = False
+        self.previous = {}
+        if active and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def check_config(config: TrainConfig, processes: int) -> None:
+    if config.train_steps < 1 or config.batch_size < 1 or config.grad_accumulation_steps < 1:
+        raise ValueError(f"train_steps, batch_size and grad_accumulation_steps must be positive, got "
+                         f"{config.train_steps}, {config.batch_size} and {config.grad_accumulation_steps}")
+    if config.time_budget_minutes is not None and not config.time_budget_minutes > 0:
+        raise ValueError(f"time_budget_minutes must be positive (or None for no budget), got {config.time_budget_minutes}")
+    shards = processes * config.grad_accumulation_steps
+    if config.batch_size % shards:
+        raise ValueError(f"batch_size {config.batch_size} does not split into {processes} processes x "
+                         f"{config.grad_accumulation_steps} micro-batches: choose a multiple of {shards}")
 
 
 def train(
@@ -186,39 +254,41 @@ def train(
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train `model` on random batches of `data`, resuming from run_dir's checkpoint if any.
+    """Train `model` on random batches of `data`, resuming from run_dir's checkpoint if any, in
+    this process or in all the processes a launcher started (see the module's docstring).
 
     Args:
         model: the network (moved to `device`).
         loss_fn: loss_fn(model, batch, generator) -> scalar loss; batch is the list of
-            tensors in `data` indexed by one random batch, on `device`; draw all randomness
-            from `generator` (a CPU generator) so runs are reproducible and resumable.
+            tensors in `data` indexed by one random (micro-)batch, on `device`; draw all
+            randomness from `generator` (a CPU generator) so runs are reproducible and resumable.
         data: tensors with the same first dimension, e.g. (images, labels).
         config: a TrainConfig.
         run_dir: where checkpoints go; None trains without checkpoints.
-        device: default `get_device()`.
+        device: default `get_device()` (with a launcher: each process's own device).
     Returns:
         a TrainResult. A Ctrl-C saves a checkpoint and returns (finished=False).
     """
     if len(data) == 0 or any(d.shape[0] != data[0].shape[0] for d in data):
         raise ValueError(f"data must be tensors with the same first dimension, got {[tuple(d.shape) for d in data]}")
-    if config.train_steps < 1 or config.batch_size < 1:
-        raise ValueError(f"train_steps and batch_size must be positive, got {config.train_steps} and {config.batch_size}")
-    if config.time_budget_minutes is not None and not config.time_budget_minutes > 0:
-        raise ValueError(f"time_budget_minutes must be positive (or None for no budget), got {config.time_budget_minutes}")
+    check_config(config, 1)
     device = torch.device(device) if device is not None else get_device()
+    dist = Distributed(device, MIXED_PRECISION[autocast_dtype(device, allow_cpu_bf16=config.allow_cpu_bf16)])
+    check_config(config, dist.world_size)
+    device = dist.device
     data = [d.to(device) for d in data]
-    model.to(device).train()
-    amp_dtype = autocast_dtype(device, allow_cpu_bf16=config.allow_cpu_bf16)
-    state = TrainingState(
-        model=model,
-        ema=copy.deepcopy(model).eval().requires_grad_(False),
-        optimizer=torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
-        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
-        generator=torch.Generator().manual_seed(config.seed),
-    )
     checkpoint_path = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
-    restore(state, checkpoint_path, device)
+    saved = load_checkpoint(checkpoint_path, device)
+    model.to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        ema.load_state_dict(saved["ema"])
+    model.train()
+    optimizer = dist.prepare(torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay))
+    state = TrainingState(model=model, ema=ema, optimizer=optimizer, dist=dist,
+                          generator=torch.Generator().manual_seed(config.seed))
+    restore(state, saved, checkpoint_path)
     start_step, elapsed_before = state.step, state.elapsed_seconds
 
     result = TrainResult(model=model, ema=state.ema, step=start_step, losses=state.losses, resumed_from=start_step)
@@ -226,15 +296,24 @@ def train(
     t_start = time.perf_counter()
     pending: list[torch.Tensor] = []  # losses not yet read from the device
     step_rng_state = state.generator.get_state()
-    bar = tqdm(total=config.train_steps, initial=start_step, desc="training", disable=not progress, dynamic_ncols=True)
+    stop = StopRequest(active=dist.world_size > 1)
+    bar = tqdm(total=config.train_steps, initial=start_step, desc="training", disable=not (progress and dist.is_main),
+               dynamic_ncols=True)
     try:
         while state.step < config.train_steps:
-            if time.perf_counter() - t_start >= budget:  # the budget is per call: a resumed run gets a new one
-                print(f"time budget of {config.time_budget_minutes} min for this run reached at step {state.step} of "
-                      f"{config.train_steps}: saving a checkpoint; run the same command again to continue")
+            # every process takes this decision on the same numbers, so all stop at the same step
+            over_budget = time.perf_counter() - t_start >= budget  # the budget is per call: a resumed run gets a new one
+            if dist.any(over_budget or stop.requested):
+                if dist.any(stop.requested):
+                    result.interrupted = True
+                    if dist.is_main:
+                        print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue")
+                elif dist.is_main:
+                    print(f"time budget of {config.time_budget_minutes} min for this run reached at step {state.step} of "
+                          f"{config.train_steps}: saving a checkpoint; run the same command again to continue")
                 break
             step_rng_state = state.generator.get_state()  # to redo this step exactly after a Ctrl-C
-            pending.append(train_step(state, loss_fn, data, config, amp_dtype))
+            pending.append(train_step(state, loss_fn, data, config))
             bar.update(1)
             if state.step % LOG_EVERY == 0 or state.step == config.train_steps:
                 record_losses(state, pending, config)
@@ -245,12 +324,14 @@ def train(
             if state.step % config.checkpoint_every == 0:
                 record_losses(state, pending, config)
                 save(state, checkpoint_path, config, elapsed_before + time.perf_counter() - t_start)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # one process: Ctrl-C arrives as an exception, wherever the step was
         result.interrupted = True
         state.generator.set_state(step_rng_state)  # the unfinished step will be redone on resume
+        state.optimizer.zero_grad(set_to_none=True)
         print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue")
     finally:
         bar.close()
+        stop.restore()
     record_losses(state, pending, config)
     seconds = time.perf_counter() - t_start
     save(state, checkpoint_path, config, elapsed_before + seconds)

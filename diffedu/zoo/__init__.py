@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class NamedModel:
     recommended_guidance: float | None = None  # for `sample`: the w with the lowest FID in its evaluation
     samplers: tuple[str, ...] = ("ddim", "ancestral", "ddpm", "heun")  # what `sample` can use; the first is the default
     default_steps: int = 50  # `sample`'s steps when none are asked for
+    configs: tuple[str, ...] = ("default",)  # sizes `train` offers (config_name=...; --config on the command line)
     headline: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> path into card["metrics"]
 
     @property
@@ -95,12 +97,25 @@ def default_run_dir(name: str) -> Path:
     return Path("runs") / name
 
 
-def train(name: str, run_dir: Path | None = None, out_folder: Path | None = None, **overrides) -> dict:
+def train(name: str, run_dir: Path | None = None, out_folder: Path | None = None, config_name: str = "default",
+          **overrides) -> dict:
     """Train a named model, resuming from run_dir (default runs/NAME), and save the model and its
-    card into out_folder (default: run_dir). Overrides change TrainConfig fields, e.g.
-    train_steps=100. Returns the model card; card["finished"] says whether all steps ran."""
+    card into out_folder (default: run_dir). config_name picks one of the model's `configs` (e.g.
+    mnist-unet's "big"); overrides change TrainConfig fields, e.g. train_steps=100. Returns the
+    model card; card["finished"] says whether all steps ran. Launched on several processes
+    (diffedu.distributed), every process trains and only the first one saves."""
+    from diffedu.distributed import is_main_process
+
+    model = get(name)
+    if config_name not in model.configs:
+        raise ValueError(f"{name} has no config {config_name!r}: choose one of {', '.join(model.configs)}")
+    options = {"config_name": config_name} if config_name != "default" else {}
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)
-    return get(name).train(run_dir, Path(out_folder) if out_folder is not None else run_dir, **overrides)
+    out_folder = Path(out_folder) if out_folder is not None else run_dir
+    if is_main_process():
+        return model.train(run_dir, out_folder, **options, **overrides)
+    with tempfile.TemporaryDirectory(prefix=f"diffedu-{name}-") as scratch:  # launched processes after the first:
+        return model.train(run_dir, Path(scratch), **options, **overrides)  # they train alongside, the first one saves
 
 
 def load(name: str, device="cpu", folder: Path | None = None):
