@@ -23,7 +23,9 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {tests!r})
+    import torch
     from test_distributed import train_unet
+    torch.set_num_threads(1)  # two processes on two cores
     train_unet(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     """
 )
@@ -38,7 +40,6 @@ def train_unet(run_dir, steps: int, accumulation: int = 1, slow: float = 0.0):
     from diffedu.train import train
     from diffedu.zoo.mnist_unet import DIFFUSION, TRAIN, build
 
-    torch.set_num_threads(1)
     data = load_mnist("train")
     config = replace(TRAIN, train_steps=steps, batch_size=32, warmup_steps=5, checkpoint_every=6,
                      grad_accumulation_steps=accumulation, time_budget_minutes=None)
