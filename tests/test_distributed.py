@@ -3,6 +3,7 @@ the same steps as one process with the same global batch, one checkpoint, and a 
 that resumes (on any number of processes) without losing its losses."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -26,12 +27,13 @@ SCRIPT = textwrap.dedent(
     import torch
     from test_distributed import train_unet
     torch.set_num_threads(1)  # two processes on two cores
-    train_unet(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    budget = float(sys.argv[5]) if len(sys.argv) > 5 else None
+    train_unet(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), budget)
     """
 )
 
 
-def train_unet(run_dir, steps: int, accumulation: int = 1, slow: float = 0.0):
+def train_unet(run_dir, steps: int, accumulation: int = 1, slow: float = 0.0, budget_minutes: float | None = None):
     """mnist-unet's network and loss, on 2,000 digits, global batches of 32, a checkpoint every 6 steps."""
     from dataclasses import replace
 
@@ -42,17 +44,18 @@ def train_unet(run_dir, steps: int, accumulation: int = 1, slow: float = 0.0):
 
     data = load_mnist("train")
     config = replace(TRAIN, train_steps=steps, batch_size=32, warmup_steps=5, checkpoint_every=6,
-                     grad_accumulation_steps=accumulation, time_budget_minutes=None)
+                     grad_accumulation_steps=accumulation, time_budget_minutes=budget_minutes)
     loss = diffusion_loss_fn(DIFFUSION.noise_schedule(), DIFFUSION)
     slowed = lambda model, batch, generator: (time.sleep(slow), loss(model, batch, generator))[1]  # noqa: E731
     return train(build(), slowed, (data.images[:2000], data.labels[:2000]), config, run_dir, device="cpu", progress=False)
 
 
-def launch(tmp_path: Path, run_dir: Path, processes: int = 2, steps: int = STEPS, slow: float = 0.0):
+def launch(tmp_path: Path, run_dir: Path, processes: int = 2, steps: int = STEPS, slow: float = 0.0,
+           budget_minutes: float | None = None):
     """The command that trains train_unet for `steps` steps on `processes` CPU processes."""
     script = tmp_path / "train_unet.py"
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
-    args = [str(script), str(run_dir), str(steps), "1", str(slow)]
+    args = [str(script), str(run_dir), str(steps), "1", str(slow)] + ([str(budget_minutes)] if budget_minutes else [])
     # "--multi_gpu" is Accelerate's launcher for several processes on one machine (torchrun underneath); the
     # script asks for the CPU, so the processes join over gloo. ("--cpu --num_processes 2" starts one process
     # unless MPI is installed.)
@@ -109,3 +112,23 @@ def test_a_killed_two_process_run_resumes_and_continues_on_one(tmp_path):
     train_unet(run_dir, saved["step"] + 12, accumulation=2)  # in this process
     after_one = load(run_dir)
     assert after_one["losses"][: after_two["step"]] == after_two["losses"] and after_one["step"] == saved["step"] + 12
+
+
+def test_two_processes_stop_together_at_the_budget_and_at_ctrl_c(tmp_path):
+    """The time budget and Ctrl-C reach the two processes at slightly different moments; they agree
+    on one step (otherwise the next all-reduce would wait forever), save once and exit cleanly."""
+    budget = tmp_path / "budget"
+    run(launch(tmp_path, budget, steps=10_000, slow=0.05, budget_minutes=0.05), timeout=120)
+    saved = load(budget)
+    assert 0 < saved["step"] < 10_000 and len(saved["losses"]) == saved["step"]
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(launch(tmp_path, interrupted, steps=10_000, slow=0.05), env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (interrupted / CHECKPOINT_FILE).exists():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)  # Ctrl-C in the launcher's terminal: it passes SIGTERM on to the workers
+    process.wait(timeout=60)
+    saved = load(interrupted)
+    assert 6 <= saved["step"] < 10_000 and len(saved["losses"]) == saved["step"]  # (resuming: the test above)
