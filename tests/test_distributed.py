@@ -86,15 +86,21 @@ def test_two_processes_take_the_steps_of_one_with_the_same_global_batch(tmp_path
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [CHECKPOINT_FILE]  # written once, no leftovers
 
 
-def test_a_killed_two_process_run_resumes_and_continues_on_one(tmp_path):
-    run_dir = tmp_path / "killed"
+def start_long_run(tmp_path: Path, run_dir: Path, until_step: int) -> subprocess.Popen:
+    """A slowed 2-process run of 10,000 steps, returned once its checkpoint has reached until_step."""
     process = subprocess.Popen(launch(tmp_path, run_dir, steps=10_000, slow=0.05), env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / CHECKPOINT_FILE).exists():
         time.sleep(0.2)
-    while time.time() < deadline and load(run_dir)["step"] < 12:
+    while time.time() < deadline and load(run_dir)["step"] < until_step:
         time.sleep(0.2)
+    return process
+
+
+def test_a_killed_two_process_run_resumes_and_continues_on_one(tmp_path):
+    run_dir = tmp_path / "killed"
+    process = start_long_run(tmp_path, run_dir, until_step=12)
     import psutil  # (a dependency of accelerate)
 
     launcher = psutil.Process(process.pid)
@@ -123,11 +129,7 @@ def test_two_processes_stop_together_at_the_budget_and_at_ctrl_c(tmp_path):
     assert 0 < saved["step"] < 10_000 and len(saved["losses"]) == saved["step"]
 
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(launch(tmp_path, interrupted, steps=10_000, slow=0.05), env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (interrupted / CHECKPOINT_FILE).exists():
-        time.sleep(0.2)
+    process = start_long_run(tmp_path, interrupted, until_step=6)
     process.send_signal(signal.SIGINT)  # Ctrl-C in the launcher's terminal: it passes SIGTERM on to the workers
     process.wait(timeout=60)
     saved = load(interrupted)
