@@ -1,10 +1,12 @@
 """One process or many (chapter 03, "Training on several GPUs"): the little the training loop
 needs to know about the processes it runs in, through Hugging Face Accelerate.
 
-    python -m diffedu train mnist-unet                                    one process
-    accelerate launch --num_processes 4 -m diffedu train mnist-unet       4 GPUs of one machine
-    accelerate launch --cpu --num_processes 2 -m diffedu train mnist-unet 2 CPU processes (gloo)
-    torchrun --nproc_per_node 8 --nnodes 2 ... -m diffedu train mnist-unet   2 nodes of 8 GPUs
+    python -m diffedu train mnist-unet                                                one process
+    accelerate launch --multi_gpu --num_processes 4 -m diffedu train mnist-unet       4 GPUs of one machine
+    torchrun --nproc_per_node 8 --nnodes 2 ... -m diffedu train mnist-unet            2 nodes of 8 GPUs
+
+On a machine without GPUs, `accelerate launch --multi_gpu --num_processes 2` starts two processes
+that join over gloo (`--cpu --num_processes 2` starts only one unless MPI is installed).
 
 A launcher starts the same program once per device and tells each copy its rank (0, 1, ...)
 and the world size through environment variables; `accelerate.Accelerator` reads them and joins

@@ -27,7 +27,6 @@ continue on another number of processes.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
@@ -127,15 +126,15 @@ class TrainingState:
     elapsed_seconds: float = 0.0  # training time of earlier calls
 
 
-def load_checkpoint(checkpoint_path: Path | None, device: torch.device) -> dict | None:
+def load_checkpoint(checkpoint_path: Path | None) -> dict | None:
     if checkpoint_path is None or not checkpoint_path.exists():
         return None
     return torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # load_state_dict moves it to the device
 
 
 def restore(state: TrainingState, saved: dict | None, checkpoint_path: Path | None) -> None:
-    """Load a checkpoint's optimizer, random state, step and losses into `state` (the weights are
-    loaded before the model is wrapped); a run saved by any number of processes."""
+    """Load a checkpoint's optimizer, random state, step and losses into `state` (`train` loads the
+    weights before it builds the optimizer); a run saved by any number of processes."""
     if saved is None:
         return
     state.optimizer.load_state_dict(saved["optimizer"])
@@ -271,14 +270,13 @@ def train(
     """
     if len(data) == 0 or any(d.shape[0] != data[0].shape[0] for d in data):
         raise ValueError(f"data must be tensors with the same first dimension, got {[tuple(d.shape) for d in data]}")
-    check_config(config, 1)
     device = torch.device(device) if device is not None else get_device()
     dist = Distributed(device, MIXED_PRECISION[autocast_dtype(device, allow_cpu_bf16=config.allow_cpu_bf16)])
     check_config(config, dist.world_size)
     device = dist.device
     data = [d.to(device) for d in data]
     checkpoint_path = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
-    saved = load_checkpoint(checkpoint_path, device)
+    saved = load_checkpoint(checkpoint_path)
     model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if saved is not None:
