@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from diffedu.course.captions import TEMPLATES, caption
-from diffedu.latents import encode, scaled_latents
-from diffedu.losses import noise_prediction_loss
+from diffedu.latents import encode
 from diffedu.sd import adaptation, mini
 from diffedu.train import TrainConfig, TrainResult, train
 
@@ -52,25 +51,10 @@ def caption_ids(tokenizer, templates: tuple[str, ...] | list[str]) -> torch.Tens
     return mini.tokenize(tokenizer, prompts).view(len(templates), 10, -1)
 
 
-def finetune_loss_fn(scaling_factor: float, captions: torch.Tensor, drop: float = 0.0, empty: torch.Tensor | None = None):
-    """loss_fn(model, (mean, log_var, labels[, control]), generator): the loss (3.5) on Stable
-    Diffusion's schedule, with each digit's caption drawn from one of the templates in `captions`
-    (caption_ids) and, with probability `drop`, the empty caption `empty` (MAX_TOKENS,). A fourth
-    tensor in the batch (a ControlNet's condition) goes to the model after the token ids."""
-    schedule = mini.scaled_linear_schedule()
-
-    def loss_fn(model: nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        mean, log_var, labels, *control = batch
-        latents = scaled_latents(mean, log_var, scaling_factor, generator)  # (B, 4, 8, 8), eqs. (4.2) and (4.8)
-        template = torch.randint(captions.shape[0], labels.shape, generator=generator).to(labels.device)
-        token_ids = captions.to(labels.device)[template, labels]  # (B, MAX_TOKENS)
-        if drop > 0:
-            dropped = (torch.rand(labels.shape, generator=generator) < drop).to(labels.device)
-            token_ids = torch.where(dropped[:, None], empty.to(labels.device), token_ids)
-        conditions = (token_ids, *(c.float() for c in control))
-        return noise_prediction_loss(model, latents, schedule, generator, conditions, "min_snr", mini.MIN_SNR_GAMMA)
-
-    return loss_fn
+def caption_loss_fn(pipe, captions: torch.Tensor, drop: float = 0.0, empty: torch.Tensor | None = None):
+    """mini.caption_loss_fn on Stable Diffusion's schedule and pipe's latent scaling: the loss (3.5)
+    with each digit's caption drawn from `captions` (caption_ids)."""
+    return mini.caption_loss_fn(mini.scaled_linear_schedule(), pipe.vae.config.scaling_factor, captions, drop, empty)
 
 
 # --- LoRA (9.1) ----------------------------------------------------------------------------------
@@ -253,7 +237,7 @@ def train_lora(pipe, images: torch.Tensor, labels: torch.Tensor, config: TrainCo
     weights); result.ema.unet holds the averaged ones, for save_lora."""
     mean, log_var = digit_latents(pipe.vae, images)
     model = mini.TextConditionedUNet(pipe.text_encoder.requires_grad_(False), add_lora(pipe.unet))
-    loss_fn = finetune_loss_fn(pipe.vae.config.scaling_factor, caption_ids(pipe.tokenizer, [LORA_TEMPLATE]))
+    loss_fn = caption_loss_fn(pipe, caption_ids(pipe.tokenizer, [LORA_TEMPLATE]))
     return train(model, loss_fn, (mean, log_var, labels), config, run_dir, progress=progress)
 
 
@@ -268,7 +252,7 @@ def train_token(pipe, images: torch.Tensor, labels: torch.Tensor, config: TrainC
     mean, log_var = digit_latents(pipe.vae, images)
     model = mini.TextConditionedUNet(pipe.text_encoder, pipe.unet.requires_grad_(False))
     captions = caption_ids(pipe.tokenizer, [spelled_out(template, token, num_vectors)])
-    loss_fn = finetune_loss_fn(pipe.vae.config.scaling_factor, captions)
+    loss_fn = caption_loss_fn(pipe, captions)
     return train(model, loss_fn, (mean, log_var, labels), config, run_dir, progress=progress)
 
 
@@ -283,5 +267,5 @@ def train_controlnet(pipe, images: torch.Tensor, labels: torch.Tensor, config: T
     controlnet = controlnet if controlnet is not None else make_controlnet(pipe.unet)
     model = ControlledUNet(pipe.text_encoder, pipe.unet, controlnet)
     empty = mini.tokenize(pipe.tokenizer, [""])[0]
-    loss_fn = finetune_loss_fn(pipe.vae.config.scaling_factor, caption_ids(pipe.tokenizer, TEMPLATES), drop, empty)
+    loss_fn = caption_loss_fn(pipe, caption_ids(pipe.tokenizer, TEMPLATES), drop, empty)
     return train(model, loss_fn, (mean, log_var, labels, control), config, run_dir, progress=progress)

@@ -144,20 +144,31 @@ def caption_table(tokenizer: CLIPTokenizer) -> torch.Tensor:
     return tokenize(tokenizer, all_captions())  # "" first, then template by template, digits 0-9
 
 
-def unet_loss_fn(schedule: NoiseSchedule, scaling_factor: float, captions: torch.Tensor, drop: float = CAPTION_DROP):
-    """loss_fn(model, (mean, log_var, labels), generator): z ~ q(z | x) scaled by eq. (4.8), a
-    random caption per digit (empty with probability `drop`), then the loss (3.5)."""
+def caption_loss_fn(schedule: NoiseSchedule, scaling_factor: float, captions: torch.Tensor, drop: float = 0.0,
+                    empty: torch.Tensor | None = None):
+    """loss_fn(model, (mean, log_var, labels[, control]), generator): z ~ q(z | x) scaled by eq. (4.8),
+    each digit's caption drawn from one of the templates in `captions` (templates, 10, MAX_TOKENS)
+    and, with probability `drop`, the empty caption `empty` (MAX_TOKENS,); then the loss (3.5). A
+    fourth tensor in the batch (a ControlNet's condition) goes to the model after the token ids."""
 
-    def loss_fn(model: TextConditionedUNet, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        mean, log_var, labels = batch
+    def loss_fn(model: nn.Module, batch: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        mean, log_var, labels, *control = batch
         latents = scaled_latents(mean, log_var, scaling_factor, generator)  # (B, 4, 8, 8), eqs. (4.2) and (4.8)
-        template = torch.randint(len(TEMPLATES), labels.shape, generator=generator).to(labels.device)
-        row = 1 + 10 * template + labels
-        row = torch.where(torch.rand(labels.shape, generator=generator).to(labels.device) < drop, 0, row)
-        token_ids = captions.to(labels.device)[row]  # (B, MAX_TOKENS)
-        return noise_prediction_loss(model, latents, schedule, generator, token_ids, "min_snr", MIN_SNR_GAMMA)
+        template = torch.randint(captions.shape[0], labels.shape, generator=generator).to(labels.device)
+        token_ids = captions.to(labels.device)[template, labels]  # (B, MAX_TOKENS)
+        if drop > 0:
+            dropped = (torch.rand(labels.shape, generator=generator) < drop).to(labels.device)
+            token_ids = torch.where(dropped[:, None], empty.to(labels.device), token_ids)
+        conditions = (token_ids, *(c.float() for c in control))
+        return noise_prediction_loss(model, latents, schedule, generator, conditions, "min_snr", MIN_SNR_GAMMA)
 
     return loss_fn
+
+
+def unet_loss_fn(schedule: NoiseSchedule, scaling_factor: float, captions: torch.Tensor, drop: float = CAPTION_DROP):
+    """Stage 2's loss: caption_loss_fn with every template of caption_table(...) (`captions`), empty
+    with probability `drop`."""
+    return caption_loss_fn(schedule, scaling_factor, captions[1:].view(len(TEMPLATES), 10, -1), drop, captions[0])
 
 
 def make_pipeline(vae, text_encoder, unet, tokenizer) -> StableDiffusionPipeline:
