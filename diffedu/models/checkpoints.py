@@ -117,6 +117,14 @@ def record_sha256(card: dict, folder: Path, files: list[str]) -> None:
     card["sha256"] = {name: file_sha256(Path(folder) / name) for name in files}
 
 
+def record_folder(card: dict, folder: Path, name: str) -> None:
+    """For a model saved as a folder, folder/name (a Diffusers pipeline or adapter): its size on disk
+    in card["folder_bytes"] and each file's SHA-256 in card["sha256"] (paths relative to folder)."""
+    files = sorted(str(p.relative_to(folder)) for p in (Path(folder) / name).rglob("*") if p.is_file())
+    card["folder_bytes"] = sum((Path(folder) / f).stat().st_size for f in files)
+    record_sha256(card, folder, files)
+
+
 def verify_files(name: str, card: dict, folder: Path) -> None:
     """Check every file the card lists under "sha256"; raise CheckpointError naming a damaged one."""
     for relative, expected in card.get("sha256", {}).items():

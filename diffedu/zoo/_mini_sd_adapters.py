@@ -12,7 +12,7 @@ from pathlib import Path
 
 from diffedu.models import count_parameters
 from diffedu.models.checkpoints import (CheckpointError, checkpoint_dir, file_sha256, folder_beside, model_card,
-                                        read_model_card, record_sha256, verify_files, warn_if_unfinished,
+                                        read_model_card, record_folder, verify_files, warn_if_unfinished,
                                         write_model_card)
 
 BASE = "mini-sd"
@@ -59,9 +59,7 @@ def write_card(name: str, config, result, out_folder: Path, model, extra: dict) 
         "first_loss_mean_first_100": round(sum(result.losses[:100]) / max(1, len(result.losses[:100])), 5),
         **extra,
     })
-    files = sorted(str(p.relative_to(out_folder)) for p in (out_folder / name).rglob("*") if p.is_file())
-    card["folder_bytes"] = sum((out_folder / f).stat().st_size for f in files)
-    record_sha256(card, out_folder, files)
+    record_folder(card, out_folder, name)
     write_model_card(name, card, out_folder)
     return card
 

@@ -23,7 +23,7 @@ import torch
 from diffedu.course.data import load_mnist
 from diffedu.latents import encode, latent_scale_factor, reconstruction_metrics
 from diffedu.models import count_parameters
-from diffedu.models.checkpoints import model_card, record_sha256, stop_if_interrupted, write_model_card
+from diffedu.models.checkpoints import model_card, record_folder, stop_if_interrupted, write_model_card
 from diffedu.train import TrainConfig, train as train_loop
 from diffedu.zoo import NamedModel
 
@@ -83,9 +83,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
         "metrics": {"prompt_adherence": mini.prompt_adherence(pipe)} if unet_result.finished else {},
         "notes": "EMA weights of both stages; MNIST padded to 32 x 32; captions from diffedu.course.captions.",
     })
-    files = sorted(str(p.relative_to(folder)) for p in (folder / NAME).rglob("*") if p.is_file())
-    card["folder_bytes"] = sum((folder / f).stat().st_size for f in files)
-    record_sha256(card, folder, files)
+    record_folder(card, folder, NAME)
     write_model_card(NAME, card, folder)
     return card
 
