@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "for several GPUs; see the README)")
     train.add_argument("--grad-accumulation", type=positive_int, help="micro-batches per process and step, whose "
                        "gradients add up: the same steps with less memory (default: 1)")
+    train.add_argument("--no-metrics", action="store_true", help="skip measuring the finished model (FID, accuracy: "
+                       "minutes on a CPU); `python -m diffedu evaluate NAME --from RUN_DIR` measures it later")
     train.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
 
     publish = commands.add_parser("publish", help="copy a finished run's model into data/checkpoints",
@@ -220,7 +222,7 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"train_steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed,
                                    "grad_accumulation_steps": args.grad_accumulation}.items() if v is not None}
     try:
-        card = zoo.train(args.name, run_dir, run_dir, args.config, **overrides)
+        card = zoo.train(args.name, run_dir, run_dir, args.config, measure=not args.no_metrics, **overrides)
     except KeyboardInterrupt:
         print(f"interrupted: the last checkpoint is in {run_dir}; run the same command again to continue", file=sys.stderr)
         return 130
@@ -231,6 +233,8 @@ def run_train(args: argparse.Namespace) -> int:
               "run the same command again to continue")
         return 0
     print(f"finished: {card['train_steps']} steps; the model and its card are in {run_dir}")
+    if args.no_metrics:
+        print(f"not measured (--no-metrics): `python -m diffedu evaluate {args.name} --from {run_dir}` measures it")
     if target is not None:
         zoo.publish(args.name, run_dir, target)
         print(f"published to {target}")

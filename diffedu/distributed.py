@@ -41,7 +41,10 @@ class Distributed:
 
     def __init__(self, device: torch.device, mixed_precision: str = "no"):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
 
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1:  # one process: Accelerate would keep the precision of the
+            AcceleratorState._reset_state()  # first run in this Python session and refuse any other
         self.accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=mixed_precision)
         self.device = self.accelerator.device if self.accelerator.num_processes > 1 else device
         if self.device.type == "cpu":

@@ -82,6 +82,7 @@ class TrainResult:
     finished: bool = False  # reached config.train_steps (False: budget, interrupt)
     interrupted: bool = False  # stopped by Ctrl-C (a checkpoint was saved)
     resumed_from: int = 0  # the step this call started at
+    processes: int = 1  # how many processes trained it together (this call)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -289,7 +290,8 @@ def train(
     restore(state, saved, checkpoint_path)
     start_step, elapsed_before = state.step, state.elapsed_seconds
 
-    result = TrainResult(model=model, ema=state.ema, step=start_step, losses=state.losses, resumed_from=start_step)
+    result = TrainResult(model=model, ema=state.ema, step=start_step, losses=state.losses, resumed_from=start_step,
+                         processes=dist.world_size)
     budget = config.time_budget_minutes * 60 if config.time_budget_minutes is not None else math.inf
     t_start = time.perf_counter()
     pending: list[torch.Tensor] = []  # losses not yet read from the device

@@ -101,6 +101,7 @@ def model_card(name: str, config, result, extra: dict) -> dict:
         "images_per_second": round(result.images_per_second, 1),
         "final_loss_mean_last_100": round(sum(recent) / max(1, len(recent)), 5),
         "hardware": hardware_description(),
+        "processes": result.processes,  # launched on several (diffedu.distributed): the hardware is per process
         "trained_on": time.strftime("%Y-%m-%d"),
         "data": data_record(),
         **extra,

@@ -27,7 +27,9 @@ copied into data/checkpoints only when asked (`publish`), atomically.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import pkgutil
 import tempfile
 import time
@@ -41,8 +43,9 @@ from typing import Any
 class NamedModel:
     """What a named model is: the declaration at the end of each module in diffedu/zoo/.
 
-    train(run_dir, out_folder, **overrides) -> model card: trains (resuming from run_dir) with
-        train_config changed by `overrides` (TrainConfig fields), saves into out_folder.
+    train(run_dir, out_folder, measure, **overrides) -> model card: trains (resuming from run_dir) with
+        train_config changed by `overrides` (TrainConfig fields), saves into out_folder; measures the
+        finished model into the card's metrics unless measure=False.
     load(device, folder) -> the model, from folder (default: data/checkpoints).
     sample(model, n, **options) -> images (n, 1, 28, 28) in [-1, 1]; options as samplers.sample
         (diffusion models) or flow.sample_flow (flows); `samplers` lists the samplers it takes.
@@ -98,12 +101,13 @@ def default_run_dir(name: str) -> Path:
 
 
 def train(name: str, run_dir: Path | None = None, out_folder: Path | None = None, config_name: str = "default",
-          **overrides) -> dict:
+          measure: bool = True, **overrides) -> dict:
     """Train a named model, resuming from run_dir (default runs/NAME), and save the model and its
     card into out_folder (default: run_dir). config_name picks one of the model's `configs` (e.g.
-    mnist-unet's "big"); overrides change TrainConfig fields, e.g. train_steps=100. Returns the
-    model card; card["finished"] says whether all steps ran. Launched on several processes
-    (diffedu.distributed), every process trains and only the first one saves."""
+    mnist-unet's "big"); measure=False skips the metrics of the finished model (`evaluate` measures
+    it later); overrides change TrainConfig fields, e.g. train_steps=100. Returns the model card;
+    card["finished"] says whether all steps ran. Launched on several processes
+    (diffedu.distributed), every process trains and only the first one prints, measures and saves."""
     from diffedu.distributed import is_main_process
 
     model = get(name)
@@ -113,9 +117,10 @@ def train(name: str, run_dir: Path | None = None, out_folder: Path | None = None
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(name)
     out_folder = Path(out_folder) if out_folder is not None else run_dir
     if is_main_process():
-        return model.train(run_dir, out_folder, **options, **overrides)
-    with tempfile.TemporaryDirectory(prefix=f"diffedu-{name}-") as scratch:  # launched processes after the first:
-        return model.train(run_dir, Path(scratch), **options, **overrides)  # they train alongside, the first one saves
+        return model.train(run_dir, out_folder, measure=measure, **options, **overrides)
+    # the launched processes after the first train alongside it, quietly, into a folder that is thrown away
+    with tempfile.TemporaryDirectory(prefix=f"diffedu-{name}-") as scratch, contextlib.redirect_stdout(io.StringIO()):
+        return model.train(run_dir, Path(scratch), measure=False, **options, **overrides)
 
 
 def load(name: str, device="cpu", folder: Path | None = None):

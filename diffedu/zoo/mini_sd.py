@@ -32,7 +32,7 @@ VAE_TRAIN = TrainConfig(train_steps=1200, batch_size=64, lr=1e-3, warmup_steps=1
 UNET_TRAIN = TrainConfig(train_steps=2200, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.998, time_budget_minutes=30)
 
 
-def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
+def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) -> dict:
     """Both stages (each resumable from its own folder in run_dir; `overrides` apply to each),
     then save the pipeline with save_pretrained and write the model card."""
     from diffedu.sd import mini
@@ -80,7 +80,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
         "encode_seconds": round(encode_seconds, 1), "latent_scaling_factor": round(scaling_factor, 5),
         "parameters": {"vae": count_parameters(vae), "text_encoder": count_parameters(model.text_encoder),
                        "unet": count_parameters(model.unet)},
-        "metrics": {"prompt_adherence": mini.prompt_adherence(pipe)} if unet_result.finished else {},
+        "metrics": {"prompt_adherence": mini.prompt_adherence(pipe)} if unet_result.finished and measure else {},
         "notes": "EMA weights of both stages; MNIST padded to 32 x 32; captions from diffedu.course.captions.",
     })
     record_folder(card, folder, NAME)

@@ -28,7 +28,7 @@ TRAIN = TrainConfig(train_steps=1800, batch_size=128, lr=1e-3, warmup_steps=100,
                     time_budget_minutes=15)
 
 
-def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
+def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) -> dict:
     """Train the ControlNet on outlines (resuming from run_dir), save it into out_folder/NAME, measure it."""
     from diffedu.sd import finetune, mini
 
@@ -48,7 +48,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
         "notes": "EMA of the ControlNet's weights; the text encoder, the UNet and the VAE are mini-sd's, frozen. "
                  "parameters.total counts them with the ControlNet.",
     })
-    return add_metrics(NAME, card, evaluate(load(folder=out_folder), 0), out_folder) if result.finished else card
+    return add_metrics(NAME, card, evaluate(load(folder=out_folder), 0), out_folder) if result.finished and measure else card
 
 
 def load(device="cpu", folder: Path | None = None):

@@ -28,7 +28,7 @@ TRAIN = TrainConfig(train_steps=2000, batch_size=128, lr=1e-3, warmup_steps=100,
                     time_budget_minutes=15)
 
 
-def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
+def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) -> dict:
     """Train the LoRA on bold digits (resuming from run_dir), save it into out_folder/NAME, measure it."""
     from diffedu.sd import adaptation, finetune
 
@@ -45,7 +45,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
         "caption": finetune.LORA_TEMPLATE, "data": "the 60,000 MNIST training digits, adaptation.bold (3 x 3 grey dilation)",
         "notes": "EMA of the adapter weights; the text encoder, the VAE and the UNet's own weights are mini-sd's, frozen.",
     })
-    return add_metrics(NAME, card, evaluate(load(folder=out_folder), 0), out_folder) if result.finished else card
+    return add_metrics(NAME, card, evaluate(load(folder=out_folder), 0), out_folder) if result.finished and measure else card
 
 
 def load(device="cpu", folder: Path | None = None):

@@ -28,7 +28,7 @@ TRAIN = TrainConfig(train_steps=2000, batch_size=128, lr=2e-3, warmup_steps=100,
                     time_budget_minutes=15)
 
 
-def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
+def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) -> dict:
     """Learn the token's embedding from slanted digits (resuming from run_dir), save it into out_folder/NAME, measure it."""
     from diffedu.sd import adaptation, finetune
 
@@ -46,7 +46,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
         "data": f"the 60,000 MNIST training digits, adaptation.shear(images, {SHEAR})",
         "notes": "EMA of the token's embedding; everything else is mini-sd's, frozen.",
     })
-    return add_metrics(NAME, card, evaluate(load(folder=out_folder), 0), out_folder) if result.finished else card
+    return add_metrics(NAME, card, evaluate(load(folder=out_folder), 0), out_folder) if result.finished and measure else card
 
 
 def load(device="cpu", folder: Path | None = None):

@@ -33,7 +33,7 @@ GUIDANCE = 1.25  # the teacher's classifier-free guidance, distilled into the st
 TRAIN = TrainConfig(train_steps=1500, batch_size=64, lr=3e-4, warmup_steps=50, ema_decay=0.995, time_budget_minutes=14)
 
 
-def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
+def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) -> dict:
     """Distil mnist-flow in ROUNDS rounds (each resumable in run_dir/round-K); save the last student and a card."""
     config = replace(TRAIN, **overrides)
     teacher_folder = folder_beside("mnist-flow", out_folder)
@@ -63,7 +63,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
         "finished": finished, "rounds": rounds, "parameters": count_parameters(student),
         "teacher": {"name": "mnist-flow", "sha256": file_sha256(checkpoint_paths("mnist-flow", teacher_folder)[0]),
                     "steps": TEACHER_STEPS, "guidance": GUIDANCE},
-        "metrics": evaluate(student, 1000) if finished else {},
+        "metrics": evaluate(student, 1000) if finished and measure else {},
         "notes": f"EMA weights of the last student: samples with {STUDENT_STEPS} Euler steps, guidance w = {GUIDANCE} "
                  "built in (pass labels, no guidance). train_config is each round's.",
     })

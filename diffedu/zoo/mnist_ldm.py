@@ -87,7 +87,7 @@ def vae_sha256(folder: Path | None) -> str:
     return file_sha256(checkpoint_paths("mnist-vae", folder)[0])
 
 
-def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
+def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) -> dict:
     """Train the latent UNet on the latents of the VAE in out_folder (if there is one there,
     else the shipped one), resuming from run_dir; save EMA weights and model card."""
     config = replace(TRAIN, **overrides)
@@ -107,7 +107,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
     model = LatentDiffusion(result.ema.cpu().eval(), schedule, vae)
     card = model_card(NAME, config, result, {
         "diffusion": DIFFUSION.to_dict(), "parameters": count_parameters(model.unet),
-        "metrics": evaluate(model, 1000) if result.finished else {},
+        "metrics": evaluate(model, 1000) if result.finished and measure else {},
         "encode_training_set_seconds": round(encode_seconds, 1),
         "notes": "EMA weights of the latent UNet; class 10 is the null class. Needs the mnist-vae checkpoint it was trained on.",
     })

@@ -40,7 +40,8 @@ def build(config: UNetConfig = MODEL_CONFIG) -> UNet:
     return UNet(config)
 
 
-def train(run_dir: Path, out_folder: Path, config_name: str = "default", **overrides) -> dict:
+def train(run_dir: Path, out_folder: Path, config_name: str = "default", measure: bool = True,
+          **overrides) -> dict:
     """Train the UNet of CONFIGS[config_name] (resuming from run_dir); save its EMA weights and a card
     with FID and accuracy."""
     model_config, train_config = CONFIGS[config_name]
@@ -54,7 +55,7 @@ def train(run_dir: Path, out_folder: Path, config_name: str = "default", **overr
     ema = result.ema.cpu().eval()
     card = model_card(NAME, config, result, {
         "diffusion": DIFFUSION.to_dict(), "parameters": count_parameters(ema),
-        "metrics": evaluate((ema, schedule), 1000) if result.finished else {},
+        "metrics": evaluate((ema, schedule), 1000) if result.finished and measure else {},
         "notes": "EMA weights. Class-conditional; class 10 is the null class for classifier-free guidance.",
     })
     card["config_name"] = config_name

@@ -33,7 +33,7 @@ def vae_loss_fn(beta: float = BETA):
     return loss_fn
 
 
-def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
+def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) -> dict:
     """Train the VAE (resuming from run_dir); measure its scale factor on the training set and
     its reconstructions on the whole test set; save EMA weights and model card."""
     config = replace(TRAIN, **overrides)
@@ -45,7 +45,7 @@ def train(run_dir: Path, out_folder: Path, **overrides) -> dict:
     stop_if_interrupted(result)
     vae = result.ema.cpu().eval()
     vae.config.scaling_factor = latent_scale_factor(*encode(vae, train_set.images))
-    metrics = evaluate(vae, 0)
+    metrics = evaluate(vae, 0) if measure else {}
     card = model_card(NAME, config, result, {
         "beta": BETA, "parameters": count_parameters(vae), "metrics": metrics,
         "notes": "EMA weights. Reconstructions use the posterior mean; scaling_factor = 1 / std of z ~ q(z|x) on the training set.",
