@@ -6,6 +6,10 @@
 #   ./course.sh setup         only set up: a virtual environment in .venv with everything installed
 #   ./course.sh setup --cpu   the same, with PyTorch's CPU-only build (much smaller; for machines without an NVIDIA GPU)
 #   ./course.sh lock          write requirements-lock.txt from .venv (after the tests passed with DIFFEDU_LATEST=1)
+#   ./course.sh execute       run every chapter in full mode into build/executed/full (never into chapters/)
+#   ./course.sh execute --fast   the same in fast mode, into build/executed/fast
+#   ./course.sh site          build the course's website into site/ from those executed copies (full mode where
+#                             there is one); --fast: from the fast-mode copies only
 #   ./course.sh test-lowest   run the Stable Diffusion tests and chapter 05 with the oldest supported
 #                             Hugging Face versions (requirements-lowest.txt), in .venv-lowest
 #
@@ -78,7 +82,7 @@ setup() {
     else
         [ "$mode" = lock ] && echo "course.sh: $LOCK does not install here (it was made on Linux with $(sed -n 's/^# python: //p' "$LOCK")): installing the newest allowed versions instead" >&2
         echo "==> installing the course with the newest versions pyproject.toml allows"
-        "${pip[@]}" install --quiet -e ".[lab,test]"
+        "${pip[@]}" install --quiet -e ".[lab,test,site]"
     fi
     printf '%s' "$wanted" > "$stamp"
     if git rev-parse --git-dir >/dev/null 2>&1; then  # notebooks run in JupyterLab stay clean in git
@@ -143,7 +147,13 @@ case "$command" in
         lock ;;
     test-lowest)
         test_lowest "$@" ;;
+    execute)
+        setup
+        exec "$VENV/bin/python" tools/execute_chapters.py "$@" ;;
+    site)
+        setup
+        exec "$VENV/bin/python" tools/site/build.py "$@" ;;
     *)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
         exit 2 ;;
 esac

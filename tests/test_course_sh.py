@@ -60,7 +60,7 @@ def test_default_setup_installs_torch_then_the_lock(course):
 def test_latest_installs_the_newest_allowed_versions(course):
     folder, log = course
     assert run_setup(folder, DIFFEDU_LATEST="1").returncode == 0
-    assert pip_installs(log) == ["torch==2.13.0", "-e .[lab,test]"]
+    assert pip_installs(log) == ["torch==2.13.0", "-e .[lab,test,site]"]
 
 
 def test_cpu_build_falls_back_in_one_line_when_its_index_cannot_be_reached(course):

@@ -45,14 +45,14 @@ def _pins(path: Path) -> dict[str, Version]:
 
 
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
-    wanted = {_name(r) for r in PROJECT["dependencies"] + EXTRAS["lab"] + EXTRAS["test"]}
+    wanted = {_name(r) for r in PROJECT["dependencies"] + EXTRAS["lab"] + EXTRAS["test"] + EXTRAS["site"]}
     pip_section = (ROOT / "environment.yml").read_text().split("- pip:", 1)[1]
     pip_lines = re.findall(r"^\s+- (\S.*)$", pip_section, flags=re.M)
     listed = {_name(line) for line in pip_lines if not line.startswith("-e")}
     assert listed == wanted
-    assert "-e .[lab,test]" in pip_lines
+    assert "-e .[lab,test,site]" in pip_lines
     assert "torch==2.13.0" in pip_lines  # the build CI installs
-    specs = {_name(r): r for r in PROJECT["dependencies"] + EXTRAS["lab"] + EXTRAS["test"]}
+    specs = {_name(r): r for r in PROJECT["dependencies"] + EXTRAS["lab"] + EXTRAS["test"] + EXTRAS["site"]}
     for line in pip_lines:
         if not line.startswith("-e") and _name(line) != "torch":
             assert line == specs[_name(line)], f"environment.yml says {line}, pyproject.toml {specs[_name(line)]}"

@@ -71,6 +71,8 @@ def test_animation_carries_a_film_strip_and_stays_under_a_megabyte():
     assert f'src="data:image/png;base64,{bundle["image/png"]}"' in html
     assert html.index("data:image/png;base64," + bundle["image/png"][:40]) < html.index("<script")
     assert html.count("_anim_img") >= 1  # matplotlib's player is there too
+    # offline, as in a workshop: nothing fetched from the web, and every button has its symbol
+    assert "https://" not in html and 'class="fa' not in html and "&#x25B6;" in html
     image = Image.open(io.BytesIO(strip))
     assert image.width <= 700 and image.height > 100
     size = len(json.dumps(bundle))  # what the output adds to the .ipynb file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import tempfile
 import uuid
 import warnings
@@ -164,6 +165,22 @@ class _CompactHTMLWriter(animation.HTMLWriter):
         return None
 
 
+# matplotlib's player draws its buttons with Font Awesome icons from a CDN: without a network (a
+# workshop on bad Wi-Fi, the offline site) the buttons would be blank. The same symbols in plain text:
+BUTTON_SYMBOLS = {"fa fa-minus": "&minus;", "fa fa-plus": "+", "fa fa-fast-backward": "&#x23EE;",
+                  "fa fa-step-backward": "&#x23F4;&#x23F4;", "fa fa-play fa-flip-horizontal": "&#x25C0;",
+                  "fa fa-pause": "&#x23F8;", "fa fa-play": "&#x25B6;", "fa fa-step-forward": "&#x23F5;&#x23F5;",
+                  "fa fa-fast-forward": "&#x23ED;"}
+
+
+def offline_buttons(player_html: str) -> str:
+    """matplotlib's player HTML without its link to the Font Awesome CDN, with text symbols on its buttons."""
+    player_html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">', "", player_html)
+    for icon, symbol in BUTTON_SYMBOLS.items():
+        player_html = player_html.replace(f'<i class="{icon}"></i>', symbol)
+    return player_html
+
+
 def _film_strip_png(grids: Sequence[np.ndarray], labels: Sequence[str], total: int, num_frames: int = 6) -> bytes:
     """A PNG showing `num_frames` of the grids, evenly spaced, each under its label."""
     import textwrap
@@ -228,7 +245,7 @@ class FilmStripAnimation(animation.FuncAnimation):
             with tempfile.TemporaryDirectory() as folder:  # as Animation.to_jshtml, with compact frames
                 path = Path(folder, "animation.html")
                 self.save(str(path), writer=_CompactHTMLWriter(fps=fps, embed_frames=embed_frames, default_mode=default_mode), dpi=_DPI)
-                self._player_html = path.read_text()
+                self._player_html = offline_buttons(path.read_text())
             size = len(self._player_html) + 2 * len(self._strip_base64())  # the strip is in the HTML and beside it
             if size > ANIMATION_BUDGET_BYTES:
                 warnings.warn(f"this animation adds {size / 1e6:.1f} MB to the notebook: "
