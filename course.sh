@@ -6,6 +6,9 @@
 #   ./course.sh setup         only set up: a virtual environment in .venv with everything installed
 #   ./course.sh setup --cpu   the same, with PyTorch's CPU-only build (much smaller; for machines without an NVIDIA GPU)
 #   ./course.sh lock          write requirements-lock.txt from .venv (after the tests passed with DIFFEDU_LATEST=1)
+#   ./course.sh bundle        write build/bundle: the course and every wheel it needs, for a room of offline
+#                             laptops (--platform linux-x86_64 --platform macos-arm64, --out DIR)
+#   ./course.sh setup --from BUNDLE   set up from such a bundle, with no network
 #   ./course.sh execute       run every chapter in full mode into build/executed/full (never into chapters/)
 #   ./course.sh execute --fast   the same in fast mode, into build/executed/fast
 #   ./course.sh site          build the course's website into site/ from those executed copies (full mode where
@@ -19,6 +22,7 @@
 #   DIFFEDU_LATEST  1: install the newest versions pyproject.toml allows instead of requirements-lock.txt
 #   DIFFEDU_VENV    where the virtual environment goes (default: .venv)
 set -euo pipefail
+CALLER_DIR=$PWD  # where the command was typed: paths given to --from are relative to it
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
@@ -92,6 +96,27 @@ setup() {
     echo "==> set-up done"
 }
 
+setup_from_bundle() {  # setup_from_bundle DIR: install from a workshop bundle (./course.sh bundle), with no network
+    local bundle=$1 system machine wheels want have
+    case $bundle in /*) ;; *) bundle=$CALLER_DIR/$bundle ;; esac
+    [ -f "$bundle/bundle.json" ] || fail "$bundle is not a course bundle (it has no bundle.json): the instructor makes one with ./course.sh bundle"
+    case "$(uname -s)" in Linux) system=linux ;; Darwin) system=macos ;; *) system=$(uname -s) ;; esac
+    case "$(uname -m)" in x86_64|amd64) machine=x86_64 ;; arm64|aarch64) machine=arm64 ;; *) machine=$(uname -m) ;; esac
+    wheels=$bundle/wheels/$system-$machine
+    [ -d "$wheels" ] || fail "this bundle has wheels for $(ls "$bundle/wheels" | tr '\n' ' ')only, not $system-$machine: make one with ./course.sh bundle --platform $system-$machine"
+    want=$(sed -n 's/.*"python": "\([0-9.]*\)".*/\1/p' "$bundle/bundle.json")
+    have=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none)
+    [ "$want" = "$have" ] || fail "the bundle's wheels are for Python $want, and $PYTHON is Python $have: run PYTHON=python$want ./course.sh setup --from ..."
+    make_venv "$VENV"
+    local pip=("$VENV/bin/python" -m pip install --quiet --no-index --find-links "$wheels")
+    echo "==> installing PyTorch and the course's tested versions from $wheels (no network)"
+    "${pip[@]}" "$DEFAULT_TORCH"
+    "${pip[@]}" -r "$LOCK"
+    "${pip[@]}" --no-deps -e .
+    printf '%s' "$(cat pyproject.toml "$LOCK")  cpu=0 lock" > "$VENV/.diffedu-installed"  # as setup() would write it
+    echo "==> set-up done, from the bundle"
+}
+
 lock() {
     [ -x "$VENV/bin/python" ] || fail "no $VENV yet: run DIFFEDU_LATEST=1 ./course.sh test first, then lock what passed"
     {
@@ -134,8 +159,16 @@ command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
     setup)
-        [ "${1:-}" = --cpu ] && CPU_ONLY=1
-        setup ;;
+        if [ "${1:-}" = --from ]; then
+            [ -n "${2:-}" ] || fail "--from needs the bundle's folder, e.g. ./course.sh setup --from /media/usb/diffedu"
+            setup_from_bundle "$2"
+        else
+            [ "${1:-}" = --cpu ] && CPU_ONLY=1
+            setup
+        fi ;;
+    bundle)
+        setup
+        exec "$VENV/bin/python" tools/bundle.py "$@" ;;
     lab)
         setup
         exec "$VENV/bin/jupyter" lab chapters/00_setup.ipynb ;;
@@ -154,6 +187,6 @@ case "$command" in
         setup
         exec "$VENV/bin/python" tools/site/build.py "$@" ;;
     *)
-        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
         exit 2 ;;
 esac

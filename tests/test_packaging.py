@@ -190,3 +190,7 @@ def test_notebook_follows_the_course_template(path):
     assert "import *" not in code and ".cuda()" not in code
     assert "fast_or_full" in code, "the first code cell should name the settings fast mode shrinks"
     assert path.stat().st_size < 200_000, "notebooks stay small (no outputs, no embedded data)"
+    for cell in cells:  # a checker returns its verdict: Jupyter shows it only as the last line of its cell
+        lines = [line for line in "".join(cell["source"]).splitlines() if line.strip()] if cell["cell_type"] == "code" else []
+        for line in lines[:-1]:
+            assert not re.match(r"ch\d\d\.check_\w+\(", line), f"{line!r} is not its cell's last line: its verdict would not show"

@@ -105,14 +105,19 @@ def _draw_like_the_reference() -> dict[str, torch.Tensor]:
 
 
 def test_shipped_models_draw_what_they_drew_before_the_library_was_reshaped():
-    """Same seed, same samples, for every shipped model, through the new entry points. (On the
-    reference machine they are bit-identical; the tolerance only allows for other CPUs'
-    rounding: any change of noise, timesteps or guidance moves pixels by far more.)"""
+    """Same seed, same samples, for every shipped model, through the new entry points. On the
+    machine that made the reference they are bit-identical. Another CPU rounds differently (other
+    vector instructions), and 8 Heun steps amplify that: on an AVX-512 Xeon the worst sample set
+    (unet_heun8) differs by 1.4e-4 on average and 0.014 at most. The smallest real change tried
+    moves far more: 19 DDIM steps instead of 20 gives 3.6e-3 and 0.2, guidance 1.6 instead of 1.5
+    gives 1.1e-2 and 1.4. So: a mean below 1e-3 and a maximum below 0.1."""
     reference = load_file(REFERENCE)
     drawn = _draw_like_the_reference()
     assert sorted(drawn) == sorted(reference)
     for key, expected in reference.items():
-        torch.testing.assert_close(drawn[key], expected, atol=1e-5, rtol=0, msg=lambda m, key=key: f"{key}: {m}")
+        difference = (drawn[key].float() - expected.float()).abs()
+        assert difference.mean() < 1e-3 and difference.max() < 0.1, \
+            f"{key}: differs by {difference.mean():.1e} on average, {difference.max():.2e} at most"
 
 
 def test_flow_models_draw_the_intended_digits_reproducibly_and_in_any_batch_size():

@@ -1,0 +1,183 @@
+"""Build the course's website into site/: `./course.sh site [--fast]`.
+
+    python tools/site/build.py            chapters with full-mode outputs where they exist, else fast-mode
+    python tools/site/build.py --fast     fast-mode outputs only (what the browser test checks)
+
+The pages come from the executed copies that `./course.sh execute` writes into build/executed/
+(notebooks in chapters/ are committed without outputs). The Sphinx source is assembled in
+build/site-src/: the README as the home page, one page per chapter (with a note saying which
+mode its outputs come from), the measured chapter times, the workshop guide (docs/), the
+reference solutions for instructors, and the library's API reference from its docstrings.
+Everything the pages need is on the site itself: it works without a network (file:// too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pkgutil
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+EXECUTED = ROOT / "build" / "executed"
+SOURCE = ROOT / "build" / "site-src"
+SITE = ROOT / "site"
+COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")  # an image from the web: a text link offline
+MODES = {"full": "full mode, as a learner runs it", "fast": "fast mode (`DIFFEDU_FAST=1`: shorter training, fewer "
+                                                                 "samples), so some figures are rougher than in a full run"}
+
+
+def chapters() -> list[Path]:
+    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+
+
+def executed_copy(chapter: Path, fast_only: bool) -> tuple[Path, str]:
+    """The executed copy to show: full mode if there is one that ran without error, else fast mode."""
+    for mode in (("fast",) if fast_only else ("full", "fast")):
+        path = EXECUTED / mode / chapter.name
+        if path.exists() and not nbformat.read(path, as_version=4).metadata.get("diffedu_execution", {}).get("error"):
+            return path, mode
+    sys.exit(f"site: no executed copy of {chapter.stem} without errors: run `./course.sh execute --fast` "
+             "(a few minutes) or `./course.sh execute` (full mode) first")
+
+
+def chapter_page(chapter: Path, fast_only: bool, times: dict) -> str:
+    """Copy one executed chapter into the source, with a note on where its outputs come from."""
+    path, mode = executed_copy(chapter, fast_only)
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = COLAB_BADGE.sub(r"[Open this chapter in Colab](\1)", cell.source)
+    run = notebook.metadata.get("diffedu_execution", {})
+    note = (f":::{{note}}\nThe outputs on this page come from running the chapter in {MODES[mode]}, on "
+            f"{run.get('date', '?')}, in {run.get('seconds', '?')} s on {times.get(chapter.stem, {}).get('machine', '?')}.\n:::")
+    notebook.cells.insert(1, nbformat.v4.new_markdown_cell(note))
+    nbformat.write(notebook, SOURCE / "chapters" / chapter.name)
+    return mode
+
+
+def times_page() -> str:
+    """The measured time of every chapter, in each mode that has been executed here."""
+    table = {mode: json.loads((EXECUTED / mode / "times.json").read_text())
+             for mode in ("fast", "full") if (EXECUTED / mode / "times.json").exists()}
+    lines = ["# Chapter times", "",
+             "Each chapter run top to bottom in a fresh kernel by `./course.sh execute` (full mode) and "
+             "`./course.sh execute --fast` (fast mode), on the machine named below. GPU times were not measured "
+             "here: each chapter's first cell gives an estimate.", "",
+             "| chapter | " + " | ".join(f"{mode} mode" for mode in table) + " |",
+             "|---|" + "---|" * len(table)]
+    for chapter in chapters():
+        cells = []
+        for mode in table:
+            record = table[mode].get(chapter.stem)
+            cells.append("not run" if record is None else "failed" if record["error"] else seconds_text(record["seconds"]))
+        lines.append(f"| [{chapter.stem}](chapters/{chapter.name}) | " + " | ".join(cells) + " |")
+    machines = sorted({record["machine"] for mode in table for record in table[mode].values()})
+    lines += ["", "Measured on: " + "; ".join(machines) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def api_pages() -> list[str]:
+    """One page per module of the library, from its docstrings."""
+    import diffedu
+
+    names = sorted(m.name for m in pkgutil.walk_packages(diffedu.__path__, "diffedu.") if not m.name.endswith("__main__"))
+    (SOURCE / "api").mkdir()
+    for name in names:
+        (SOURCE / "api" / f"{name}.md").write_text(f"# `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}\n```\n")
+    toctree = "\n".join(f"{name}" for name in names)
+    (SOURCE / "api" / "index.md").write_text(
+        "# The library, module by module\n\nGenerated from the docstrings of `diffedu/`: each module is one concept, "
+        "and each docstring names the equation it implements.\n\n"
+        f"```{{toctree}}\n:maxdepth: 1\n\n{toctree}\n```\n")
+    return names
+
+
+def instructor_pages() -> None:
+    """The reference solutions of the exercises, marked for instructors."""
+    folder = SOURCE / "instructors"
+    folder.mkdir()
+    solutions = sorted((ROOT / "solutions").glob("ch[0-9][0-9].py"))
+    for path in solutions:
+        shutil.copy(path, folder / path.name)
+        (folder / f"{path.stem}.md").write_text(
+            f"# Solutions, chapter {path.stem[2:]}\n\n:::{{admonition}} For instructors\n:class: warning\n"
+            "The reference solutions of the chapter's exercises. Learners get more from the checkers' hints first.\n:::\n\n"
+            f"```{{literalinclude}} {path.name}\n:language: python\n```\n")
+    toctree = "\n".join(path.stem for path in solutions)
+    (folder / "index.md").write_text(
+        "# For instructors: reference solutions\n\n:::{admonition} For instructors\n:class: warning\n"
+        "These pages give away the exercises' answers.\n:::\n\n" + (ROOT / "solutions" / "README.md").read_text()
+        .split("\n", 1)[-1] + f"\n\n```{{toctree}}\n:maxdepth: 1\n\n{toctree}\n```\n")
+
+
+def home_page(extra_pages: list[str]) -> None:
+    readme = COLAB_BADGE.sub(r"[Open the course in Colab](\1)", (ROOT / "README.md").read_text())
+    toctree = "\n".join([f"chapters/{c.stem}" for c in chapters()] + extra_pages)
+    (SOURCE / "index.md").write_text(readme + f"\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toctree}\n```\n")
+
+
+def mathjax() -> None:
+    """MathJax 3 (as the django-static-mathjax wheel ships it: data files only) into the site's own files:
+    the TeX-to-HTML bundle, its fonts, and the TeX packages it loads on demand."""
+    import mathjax as mathjax_files
+
+    es5 = Path(mathjax_files.__file__).parent / "static" / "mathjax" / "es5"
+    target = SOURCE / "_static" / "mathjax"
+    target.mkdir(parents=True)
+    shutil.copy(es5 / "tex-chtml.js", target)
+    for folder in ("input", "output", "ui", "a11y"):
+        shutil.copytree(es5 / folder, target / folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the course's website into site/.")
+    parser.add_argument("--fast", action="store_true", help="use the fast-mode outputs only (build/executed/fast)")
+    parser.add_argument("--out", type=Path, default=SITE, help="where the site goes (default: site/)")
+    args = parser.parse_args(argv)
+    if SOURCE.exists():
+        shutil.rmtree(SOURCE)
+    (SOURCE / "chapters").mkdir(parents=True)
+    times = {}
+    for mode in ("fast", "full"):
+        if (EXECUTED / mode / "times.json").exists():
+            times.update(json.loads((EXECUTED / mode / "times.json").read_text()))
+    modes = {chapter.stem: chapter_page(chapter, args.fast, times) for chapter in chapters()}
+    (SOURCE / "times.md").write_text(times_page())
+    extra = ["times"]
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        shutil.copy(doc, SOURCE / doc.name)
+        extra.append(doc.stem)
+    instructor_pages()
+    api_pages()
+    extra += ["instructors/index", "api/index"]
+    home_page(extra)
+    mathjax()
+    for name in ("conf.py", "equations.py", "favicon.svg"):
+        shutil.copy(HERE / name, SOURCE / name)
+    print(f"building the site from {sum(m == 'full' for m in modes.values())} full-mode and "
+          f"{sum(m == 'fast' for m in modes.values())} fast-mode chapters")
+    log = ROOT / "build" / "site-warnings.txt"
+    finished = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-w", str(log), str(SOURCE), str(args.out)],
+                              cwd=ROOT)
+    if finished.returncode:
+        print(f"site: Sphinx failed (its messages are above and in {log.relative_to(ROOT)})", file=sys.stderr)
+        return 1
+    warnings = [line for line in log.read_text().splitlines() if "WARNING" in line or "ERROR" in line]
+    print(f"wrote {args.out / 'index.html'} ({len(warnings)} Sphinx warnings, in {log.relative_to(ROOT)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
