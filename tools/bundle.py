@@ -52,10 +52,11 @@ def this_platform() -> str:
 
 
 def lock_python() -> str:
-    """The Python version the lock was made with ("3.11"): the bundle's wheels are for that one."""
+    """The Python version the lock was made with ("3.11.7"): the bundle's wheels are for that one
+    (some locked packages need a 3.11.x at least that recent)."""
     for line in LOCK.read_text().splitlines():
         if line.startswith("# python:"):
-            return ".".join(line.split()[2].split(".")[:2])
+            return line.split()[2]
     sys.exit(f"bundle: {LOCK.name} does not say which Python it was made with (# python: ...): run ./course.sh lock")
 
 
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         count = len(list(folder.glob("*.whl")))
         print(f"    {count} wheels, {sizes[name] / 1e6:.0f} MB, in {time.perf_counter() - start:.0f} s")
 
-    manifest = {"made": time.strftime("%Y-%m-%d"), "commit": commit, "python": python, "torch": TORCH,
+    manifest = {"made": time.strftime("%Y-%m-%d"), "commit": commit, "python": ".".join(python.split(".")[:2]),
+                "python_made_with": python, "torch": TORCH,
                 "platforms": platforms, "wheel_megabytes": {k: round(v / 1e6) for k, v in sizes.items()}}
     (out / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
     (out / "README.txt").write_text(
