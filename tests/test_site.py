@@ -133,6 +133,20 @@ def test_every_page_of_the_site_reads_as_it_should(site, server, browser):
     assert "q_sample" in seen["api/diffedu.schedules.html"]["text"]
 
 
+def test_chapters_read_on_a_phone_without_sideways_scrolling(server, browser):
+    """At a phone's width (390 px) a chapter page fits: long equations scroll inside their own box."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    too_wide = {}
+    for chapter in CHAPTERS:
+        page.goto(f"{server}chapters/{chapter.stem}.html")
+        page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        if width > 390:
+            too_wide[chapter.stem] = width
+    page.close()
+    assert not too_wide, f"pages wider than the phone: {too_wide}"
+
+
 def test_the_search_box_finds_a_library_function(server, browser):
     page = browser.new_page()
     page.goto(server + "search.html?q=alpha_bar")

@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     mathjax()
     for name in ("conf.py", "equations.py", "favicon.svg"):
         shutil.copy(HERE / name, SOURCE / name)
+    shutil.copy(HERE / "diffedu.css", SOURCE / "_static" / "diffedu.css")
     print(f"building the site from {sum(m == 'full' for m in modes.values())} full-mode and "
           f"{sum(m == 'fast' for m in modes.values())} fast-mode chapters")
     log = ROOT / "build" / "site-warnings.txt"

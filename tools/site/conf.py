@@ -29,6 +29,7 @@ autodoc_default_options = {"members": True, "undoc-members": False, "show-inheri
 html_theme = "sphinx_book_theme"
 html_title = "diffedu: diffusion models, from the first noise formula to Stable Diffusion"
 html_static_path = ["_static"]
+html_css_files = ["diffedu.css"]  # phones: long equations scroll sideways
 html_favicon = "favicon.svg"  # (without one, browsers ask for /favicon.ico and log a 404)
 html_theme_options = {"show_toc_level": 2, "home_page_in_toc": True, "use_download_button": False,
                       "use_fullscreen_button": False}
