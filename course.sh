@@ -35,6 +35,7 @@ LOWEST=requirements-lowest.txt
 fail() { echo "course.sh: $*" >&2; exit 1; }
 
 make_venv() {  # make_venv DIR
+    [ -x "$1/bin/python" ] && return 0  # made before (perhaps with another PYTHON): keep it
     command -v "$PYTHON" >/dev/null || fail "no '$PYTHON' found: install Python 3.10 or newer, or set PYTHON=/path/to/python3"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
         || fail "$("$PYTHON" --version 2>&1) is too old: the course needs Python 3.10 or newer (set PYTHON=...)"
@@ -103,10 +104,18 @@ setup_from_bundle() {  # setup_from_bundle DIR: install from a workshop bundle (
     case "$(uname -s)" in Linux) system=linux ;; Darwin) system=macos ;; *) system=$(uname -s) ;; esac
     case "$(uname -m)" in x86_64|amd64) machine=x86_64 ;; arm64|aarch64) machine=arm64 ;; *) machine=$(uname -m) ;; esac
     wheels=$bundle/wheels/$system-$machine
-    [ -d "$wheels" ] || fail "this bundle has wheels for $(ls "$bundle/wheels" | tr '\n' ' ')only, not $system-$machine: make one with ./course.sh bundle --platform $system-$machine"
-    want=$(sed -n 's/.*"python": "\([0-9.]*\)".*/\1/p' "$bundle/bundle.json")
-    have=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none)
-    [ "$want" = "$have" ] || fail "the bundle's wheels are for Python $want, and $PYTHON is Python $have: run PYTHON=python$want ./course.sh setup --from ..."
+    case "$system-$machine" in
+        linux-x86_64|macos-arm64) [ -d "$wheels" ] || fail "this bundle has wheels for $(ls "$bundle/wheels" | tr '\n' ' ')only, not $system-$machine: make one with ./course.sh bundle --platform $system-$machine" ;;
+        *) fail "bundles are made for linux-x86_64 and macos-arm64, not $system-$machine: set up with the network (./course.sh setup) or use Colab" ;;
+    esac
+    want=$(sed -n 's/.*"python_made_with": "\([0-9.]*\)".*/\1/p' "$bundle/bundle.json")
+    [ -n "$want" ] || want=$(sed -n 's/.*"python": "\([0-9.]*\)".*/\1/p' "$bundle/bundle.json")
+    have=$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || echo none)
+    "$PYTHON" - "$want" <<'PY' 2>/dev/null || fail "the bundle's wheels need Python ${want%.*} (${want} or a newer ${want%.*}), and $PYTHON is Python $have: install it, then run PYTHON=python${want%.*} ./course.sh setup --from BUNDLE"
+import sys
+want = tuple(int(n) for n in sys.argv[1].split("."))
+sys.exit(not (sys.version_info[:2] == want[:2] and sys.version_info[:len(want)] >= want))
+PY
     make_venv "$VENV"
     local pip=("$VENV/bin/python" -m pip install --quiet --no-index --find-links "$wheels")
     echo "==> installing PyTorch and the course's tested versions from $wheels (no network)"

@@ -67,5 +67,12 @@ def test_a_bundle_for_another_platform_or_python_says_what_to_do(tmp_path):
     assert wrong_platform.returncode == 1
     assert "has wheels for macos-arm64 only, not linux-x86_64: make one with ./course.sh bundle --platform linux-x86_64" \
         in wrong_platform.stderr
+    (bundle / "wheels" / "linux-x86_64").mkdir()  # the right platform, but made with a newer Python than this one
+    newer = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro + 1}"
+    (bundle / "bundle.json").write_text(json.dumps({"python": newer.rsplit(".", 1)[0], "python_made_with": newer}))
+    wrong_python = subprocess.run([str(ROOT / "course.sh"), "setup", "--from", str(bundle)], capture_output=True, text=True,
+                                  env={**os.environ, "DIFFEDU_VENV": str(tmp_path / "venv"), "PYTHON": sys.executable})
+    assert wrong_python.returncode == 1 and f"need Python {newer.rsplit('.', 1)[0]} ({newer} or a newer" in wrong_python.stderr
+    assert not (tmp_path / "venv").exists()  # checked before anything is made
     not_a_bundle = subprocess.run([str(ROOT / "course.sh"), "setup", "--from", str(tmp_path)], capture_output=True, text=True)
     assert not_a_bundle.returncode == 1 and "is not a course bundle" in not_a_bundle.stderr

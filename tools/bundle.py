@@ -68,10 +68,14 @@ def reachable(url: str) -> bool:
         return False
 
 
-def download(requirements: list[str], name: str, python: str, folder: Path, extra: list[str] = ()) -> None:
-    """pip download of binary wheels for platform `name` and `python` into folder; exits with pip's reason."""
+def download(requirements: list[str], name: str, python: str, folder: Path, extra: list[str] = (),
+             with_dependencies: bool = False) -> None:
+    """pip download of binary wheels for platform `name` and `python` into folder; exits with pip's reason.
+    The lock names every dependency, so its packages come without theirs; PyTorch comes with its own
+    (none beyond the lock for the CPU build; the CUDA libraries for the default Linux build)."""
     tags = [arg for tag in PLATFORMS[name] for arg in ("--platform", tag)]
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps", *tags,
+    deps = [] if with_dependencies else ["--no-deps"]
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", *deps, *tags,
                "--python-version", python, "--implementation", "cp", "--dest", str(folder), *extra, *requirements]
     finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode:
@@ -99,26 +103,38 @@ def main(argv: list[str] | None = None) -> int:
     platforms = args.platforms or ["linux-x86_64"]
     python = lock_python()
     out = args.out.resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    if out.exists() and any(out.iterdir()):
+        if not (out / "bundle.json").exists():
+            sys.exit(f"bundle: {out} is not empty and holds no earlier bundle: choose a new or empty folder")
+        shutil.rmtree(out)  # an earlier bundle: replaced
+    out.mkdir(parents=True, exist_ok=True)
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.strip()
+    if changed:
+        print("bundle: the bundle holds the last commit; these uncommitted changes are not in it:\n  "
+              + changed.replace("\n", "\n  "), file=sys.stderr)
 
     print(f"==> the course, as committed, into {out}/repo")
     (out / "repo").mkdir()
     archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(out / "repo")], input=archive, check=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    shutil.copy(LOCK, out / LOCK.name)
+    lock = out / "repo" / LOCK.name  # the committed lock, as the laptops will install it
+    shutil.copy(lock, out / LOCK.name)
 
-    pins = [line.strip() for line in LOCK.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    pins = [line.strip() for line in lock.read_text().splitlines() if line.strip() and not line.startswith("#")]
     sizes = {}
     for name in platforms:
         folder = out / "wheels" / name
         folder.mkdir(parents=True)
         start = time.perf_counter()
         print(f"==> {name}: {TORCH}, {len(pins)} locked packages and the build tools, for Python {python}")
-        download([TORCH], name, python, folder, torch_options(name))
+        download([TORCH], name, python, folder, [*torch_options(name), "--constraint", str(lock)], with_dependencies=True)
         download(pins + BUILD_TOOLS, name, python, folder)
+        torch_wheel = next(folder.glob("torch-*.whl")).name
+        if name.startswith("linux") and "+cpu" not in torch_wheel:
+            print(f"    PyTorch's CPU-only build was not found ({TORCH_CPU_INDEX} did not answer): {torch_wheel} is "
+                  "the default build, with its CUDA libraries (several GB)", file=sys.stderr)
         sizes[name] = folder_size(folder)
         count = len(list(folder.glob("*.whl")))
         print(f"    {count} wheels, {sizes[name] / 1e6:.0f} MB, in {time.perf_counter() - start:.0f} s")
@@ -132,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         "On each laptop, with no network needed:\n\n"
         "    cd repo && ./course.sh setup --from ..      (PYTHON=python3.X if python3 is not Python " + python + ")\n"
         "    ./course.sh lab                            the course in JupyterLab\n\n"
-        "Copy this whole folder (repo/ and wheels/ side by side); a laptop can also keep only its own wheels/ folder.\n")
+        "Copy this whole folder (repo/ and wheels/ side by side) to each laptop's own disk first: the set-up writes\n"
+        "repo/.venv, which a USB stick's file system or a shared drive does not hold well. A laptop can keep only\n"
+        "its own wheels/ folder. Each laptop needs Python " + python + " or a newer " + ".".join(python.split(".")[:2])
+        + ", with its venv module.\n")
     print(f"wrote {out} ({folder_size(out) / 1e6:.0f} MB): on each laptop, cd repo && ./course.sh setup --from ..")
     return 0
 
