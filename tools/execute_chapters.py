@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -60,17 +59,11 @@ def execute(path: Path, out_folder: Path, fast: bool) -> dict:
 
 
 def machine() -> str:
-    """The CPU's name and core count, and the GPU if there is one: where the times were measured."""
-    import torch
+    """The CPU's name and core count, and the GPU if there is one (as model cards record them)."""
+    from diffedu.models.checkpoints import hardware_description
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}"
+    info = hardware_description()
+    return f"{info['processor']}, {info.get('cpu_cores', os.cpu_count())} cores, {info.get('gpu', 'no GPU')}"
 
 
 def main(argv: list[str] | None = None) -> int:
