@@ -9,6 +9,7 @@ ExerciseResult, which the notebook shows as one short line,
   it matches. An exception raised by your own code (say a TypeError) becomes a one-line hint
   naming the exception, not a traceback; call your function yourself to see the traceback;
 - "Exercise 3.2: correct" for a right one.
+
 So "Run All" always runs to the end. The result is truthy only when correct, so
 `assert ch03.check_guided_eps(guided_eps)` stops where an answer is not right yet.
 

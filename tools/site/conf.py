@@ -6,6 +6,7 @@ the API reference from the library's docstrings (autodoc) and a search index tha
 MathJax is served from the site itself, so pages typeset without a network.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ myst_heading_anchors = 3
 suppress_warnings = ["myst.header", "mystnb.unknown_mime_type", "misc.highlighting_failure"]
 
 autodoc_member_order = "bysource"
+autodoc_inherit_docstrings = False  # not PyTorch's nn.Module.forward text under every forward()
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
 
@@ -38,20 +40,30 @@ html_context = {"default_mode": "light"}  # (with no mode stored yet, the theme 
 mathjax_path = "mathjax/tex-chtml.js"  # MathJax 3, from the django-static-mathjax wheel, in _static
 
 
+# Google-style sections (napoleon's) and reStructuredText directives: their indented blocks are theirs
+SECTION = re.compile(r"^\s*((Args|Arguments|Returns|Yields|Raises|Example|Examples|Note|Notes|Attributes):|\.\. [\w-]+::.*)\s*$")
+
+
 def plain_text_blocks(app, what, name, obj, options, lines) -> None:
     """The library's docstrings are plain text read in a terminal: an indented block under a line
-    (a command, a formula, a list of steps) is shown as it is, not parsed as reStructuredText."""
-    shown, block_indent = [], None  # block_indent: the indent of the line above the block being shown as it is
-    for i, line in enumerate(lines):
-        if block_indent is not None and line.strip() and indent(line) <= block_indent:
-            shown.append("")  # the block ends
-            block_indent = None
+    (a command, a formula, a list of steps) is shown as it is, not parsed as reStructuredText.
+    Google-style sections (Args:, Returns:, ...) are left to napoleon."""
+    shown, block_indent, section_indent, above = [], None, None, ""  # above: the last line with text
+    for line in lines:
+        if line.strip():
+            if section_indent is not None and indent(line) <= section_indent:
+                section_indent = None  # the section ends
+            if block_indent is not None and indent(line) <= block_indent:
+                shown.append("")  # the block ends
+                block_indent = None
+            if SECTION.match(line):
+                section_indent = indent(line)
+            elif (section_indent is None and block_indent is None and above and indent(line) > indent(above)
+                  and not SECTION.match(above)):
+                shown += ([""] if shown and shown[-1].strip() else []) + [" " * indent(above) + "::", ""]
+                block_indent = indent(above)
+            above = line
         shown.append(line if block_indent is not None else line.replace("*", "\\*"))  # "*args" is no emphasis
-        following = lines[i + 1] if i + 1 < len(lines) else ""
-        if (block_indent is None and line.strip() and following.strip() and indent(following) > indent(line)
-                and not line.rstrip().endswith(":")):
-            shown += ["", " " * indent(line) + "::", ""]
-            block_indent = indent(line)
     lines[:] = shown
 
 
