@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 EXECUTED = ROOT / "build" / "executed"
 SOURCE = ROOT / "build" / "site-src"
 SITE = ROOT / "site"
+HTML = ROOT / "build" / "site-html"  # where Sphinx builds
 COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")  # an image from the web: a text link offline
 MODES = {"full": "full mode, as a learner runs it", "fast": "fast mode (`DIFFEDU_FAST=1`: shorter training, fewer "
                                                                  "samples), so some figures are rougher than in a full run"}
@@ -170,11 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"building the site from {sum(m == 'full' for m in modes.values())} full-mode and "
           f"{sum(m == 'fast' for m in modes.values())} fast-mode chapters")
     log = ROOT / "build" / "site-warnings.txt"
-    finished = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-w", str(log), str(SOURCE), str(args.out)],
+    # Sphinx writes into build/site-html, and MyST-NB its copies of the outputs beside it (into the output
+    # folder's parent: build/, not the repository's root); the finished pages are then copied to --out
+    finished = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-w", str(log), str(SOURCE), str(HTML)],
                               cwd=ROOT)
     if finished.returncode:
         print(f"site: Sphinx failed (its messages are above and in {log.relative_to(ROOT)})", file=sys.stderr)
         return 1
+    shutil.rmtree(args.out, ignore_errors=True)
+    shutil.copytree(HTML, args.out)
     warnings = [line for line in log.read_text().splitlines() if "WARNING" in line or "ERROR" in line]
     print(f"wrote {args.out / 'index.html'} ({len(warnings)} Sphinx warnings, in {log.relative_to(ROOT)})")
     return 0
