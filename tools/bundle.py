@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -42,13 +41,6 @@ PLATFORMS = {
     "macos-arm64": [f"macosx_{major}_0_arm64" for major in range(15, 10, -1)] + ["macosx_10_9_universal2",
                                                                                  "macosx_10_13_universal2"],
 }
-
-
-def this_platform() -> str:
-    """The bundle platform name of this machine, as `course.sh setup --from` looks it up."""
-    system = {"Linux": "linux", "Darwin": "macos"}.get(platform.system(), platform.system().lower())
-    machine = {"amd64": "x86_64", "aarch64": "arm64"}.get(platform.machine().lower(), platform.machine().lower())
-    return f"{system}-{machine}"
 
 
 def lock_python() -> str:
