@@ -55,7 +55,7 @@ def run(processes: int, threads: int, folder: Path) -> dict:
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
     wall = time.perf_counter() - start
-    saved = torch.load(folder / "run" / "checkpoint.pt", weights_only=False)
+    saved = torch.load(folder / "run" / "checkpoint.pt", weights_only=True)
     return {"processes": processes, "threads_per_process": threads, "steps": saved["step"], "batch": BATCH,
             "training_seconds": round(saved["elapsed_seconds"], 2), "wall_seconds_with_startup": round(wall, 2),
             "images_per_second": round(saved["step"] * BATCH / saved["elapsed_seconds"], 1)}

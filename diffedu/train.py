@@ -30,7 +30,9 @@ from __future__ import annotations
 import copy
 import math
 import os
+import pickle
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +45,7 @@ from diffedu.course.progress import tqdm
 
 from diffedu.course.device import autocast_dtype, get_device
 from diffedu.distributed import MIXED_PRECISION, Distributed
+from diffedu.models.checkpoints import CheckpointError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -61,6 +64,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm
     ema_decay: float = 0.999  # EMA of the weights, with warm-up (1 + step) / (10 + step)
     checkpoint_every: int = 250  # steps between checkpoints
+    checkpoint_minutes: float = 1.0  # ... and at most this much training time between them (a kill loses at most this)
     time_budget_minutes: float | None = None  # stop (and save) after this much training time in one call
     seed: int = 0
     allow_cpu_bf16: bool = False  # bfloat16 autocast on CPUs with native support
@@ -125,12 +129,54 @@ class TrainingState:
     step: int = 0
     losses: list[float] = field(default_factory=list)  # the mean over all processes, per step
     elapsed_seconds: float = 0.0  # training time of earlier calls
+    pending_losses: list[torch.Tensor] = field(default_factory=list)  # losses of the last steps, not yet read from the device
+    updating: bool = False  # inside a step's update (optimizer step, EMA, step count): see train_step
+
+    def consistent(self) -> bool:
+        """Whether the state is that of a whole number of steps (what a checkpoint may hold)."""
+        return not self.updating and len(self.losses) + len(self.pending_losses) == self.step
+
+
+CHECKPOINT_KEYS = ("model", "ema", "optimizer", "generator", "step", "losses", "elapsed_seconds")
 
 
 def load_checkpoint(checkpoint_path: Path | None) -> dict | None:
+    """The checkpoint in a run folder, or None if there is none. Loaded with weights_only=True:
+    tensors and plain data (dicts, lists, numbers, strings) only, so a checkpoint.pt from someone
+    else cannot run code. A damaged, foreign or malicious file raises CheckpointError (one line)."""
     if checkpoint_path is None or not checkpoint_path.exists():
         return None
-    return torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # load_state_dict moves it to the device
+    what_to_do = f"delete {checkpoint_path} (or choose another run folder) to start afresh"
+    if not checkpoint_path.is_file():
+        raise CheckpointError(f"{checkpoint_path} is not a file: {what_to_do}")
+    try:
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)  # load_state_dict moves it to the device
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{checkpoint_path} holds more than tensors and plain data, so it was not loaded "
+                              f"(it could run code): {what_to_do}") from None
+    except Exception as error:  # truncated, not a checkpoint at all, unreadable
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{checkpoint_path} cannot be read ({reason[:120]}): {what_to_do}") from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(saved, dict) or key not in saved]
+    if missing:
+        raise CheckpointError(f"{checkpoint_path} is not a diffedu training checkpoint (no {', '.join(missing)}): {what_to_do}")
+    if not (isinstance(saved["step"], int) and saved["step"] >= 0 and isinstance(saved["losses"], list)
+            and len(saved["losses"]) == saved["step"] and isinstance(saved["generator"], torch.Tensor)):
+        raise CheckpointError(f"{checkpoint_path} is inconsistent (step {saved['step']!r}, "
+                              f"{len(saved['losses']) if isinstance(saved['losses'], list) else '?'} losses): {what_to_do}")
+    return saved
+
+
+def load_weights(module: nn.Module, weights: dict, checkpoint_path: Path, which: str) -> None:
+    """module.load_state_dict(weights), with a one-line CheckpointError when the checkpoint was
+    saved from another network (another model's run folder)."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"the {which} in {checkpoint_path} does not fit this network, so that run folder "
+                              f"belongs to another model ({first[:100]}): choose another run folder, or delete it "
+                              "to start afresh") from None
 
 
 def restore(state: TrainingState, saved: dict | None, checkpoint_path: Path | None) -> None:
@@ -138,22 +184,29 @@ def restore(state: TrainingState, saved: dict | None, checkpoint_path: Path | No
     weights before it builds the optimizer); a run saved by any number of processes."""
     if saved is None:
         return
-    state.optimizer.load_state_dict(saved["optimizer"])
-    scaler = state.dist.accelerator.scaler
-    if scaler is not None and saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    state.generator.set_state(saved["generator"])
+    try:
+        state.optimizer.load_state_dict(saved["optimizer"])
+        scaler = state.dist.accelerator.scaler
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        state.generator.set_state(saved["generator"])
+    except (ValueError, RuntimeError, KeyError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{checkpoint_path} does not fit this training run ({first[:100]}): choose another "
+                              "run folder, or delete it to start afresh") from None
     state.step, state.losses, state.elapsed_seconds = saved["step"], saved["losses"], saved["elapsed_seconds"]
     if state.dist.is_main:
         print(f"resuming from {checkpoint_path} at step {state.step} ({state.elapsed_seconds / 60:.1f} min trained so far)")
 
 
-def save(state: TrainingState, checkpoint_path: Path | None, config: TrainConfig, elapsed_seconds: float) -> None:
+def save(state: TrainingState, checkpoint_path: Path | None, config: TrainConfig, elapsed_seconds: float,
+         alone: bool = False) -> None:
     """Write `state` to checkpoint_path (atomically, by the first process only); nothing if there
-    is no run folder. The other processes wait until it is written."""
+    is no run folder. The other processes wait until it is written. alone=True: this process writes
+    it without waiting for the others (they are gone: see `train`)."""
     if checkpoint_path is None:
         return
-    if state.dist.is_main:
+    if state.dist.is_main or alone:
         scaler = state.dist.accelerator.scaler
         _save_atomically({
             "model": state.model.state_dict(),
@@ -167,14 +220,20 @@ def save(state: TrainingState, checkpoint_path: Path | None, config: TrainConfig
             "config": config.to_dict(),
             "processes": state.dist.world_size,
         }, checkpoint_path)
-    state.dist.wait_for_everyone()
+    if not alone:
+        state.dist.wait_for_everyone()
 
 
 def train_step(state: TrainingState, loss_fn: Callable, data: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:
     """One optimizer step: draw the global batch, compute the loss on this process's shard (in
     micro-batches), backward, average the gradients over all processes, clip, AdamW with the
-    learning rate of this step, then the EMA. Returns this process's mean loss, still on the
-    device (reading it would wait for a GPU: `train` reads the losses every LOG_EVERY steps)."""
+    learning rate of this step, then the EMA. Appends this process's mean loss, still on the
+    device, to state.pending_losses (reading it would wait for a GPU: `train` reads the losses
+    every LOG_EVERY steps).
+
+    Until the optimizer step nothing but the generator and the gradients has changed, so a step
+    stopped there can be redone; from the optimizer step to `state.step += 1` (state.updating) the
+    step must finish as a whole, and a second Ctrl-C waits for it (StopRequest)."""
     dist, accumulation = state.dist, config.grad_accumulation_steps
     micro = config.batch_size // (dist.world_size * accumulation)  # images per micro-batch
     index = torch.randint(0, data[0].shape[0], (config.batch_size,), generator=state.generator)  # the global batch
@@ -192,19 +251,22 @@ def train_step(state: TrainingState, loss_fn: Callable, data: list[torch.Tensor]
         total += loss.detach().float()
     dist.average_gradients(state.model)  # the all-reduce: the gradient of the whole global batch, on every process
     dist.clip_grad_norm_(state.model.parameters(), config.grad_clip)
+    state.updating = True
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     update_ema(state.ema, state.model, state.step, config.ema_decay)
     state.step += 1
-    return total / accumulation
+    state.pending_losses.append(total / accumulation)
+    state.updating = False
 
 
 LOG_EVERY = 10  # steps between reading the losses (checked for NaN/inf) and updating the bar
 
 
-def record_losses(state: TrainingState, pending: list[torch.Tensor], config: TrainConfig) -> None:
+def record_losses(state: TrainingState, config: TrainConfig) -> None:
     """Move the losses of the last steps, averaged over the processes, into state.losses; stop on
     the first NaN/inf (every process sees the same numbers, so all stop together)."""
+    pending = state.pending_losses
     values = state.dist.mean(torch.stack(pending)).float().tolist() if pending else []
     for offset, value in enumerate(values):
         if not math.isfinite(value):
@@ -214,18 +276,31 @@ def record_losses(state: TrainingState, pending: list[torch.Tensor], config: Tra
     pending.clear()
 
 
-class StopRequest:
-    """Ctrl-C (SIGINT) or a launcher's SIGTERM, as a flag instead of an exception, while several
-    processes train: each finishes its step, and all agree (Distributed.any) to stop at the same one."""
+def undo_step(state: TrainingState, rng_state: torch.Tensor, step_started: int) -> None:
+    """After a step was stopped before its update (nothing but the generator and the gradients
+    changed): put them back, so that the step is redone exactly on resume."""
+    if state.step == step_started and not state.updating:
+        state.generator.set_state(rng_state)
+        state.optimizer.zero_grad(set_to_none=True)
 
-    def __init__(self, active: bool):
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or a launcher's SIGTERM, as a flag instead of an exception: the step under way
+    finishes, then training saves and returns, at the same step on every process (Distributed.any).
+    Pressed a second time, Ctrl-C stops at once (KeyboardInterrupt), except inside a step's update,
+    which always finishes first. Active in the main thread only (where Python delivers signals)."""
+
+    def __init__(self, state: TrainingState):
+        self.state = state
         self.requested = False
         self.previous = {}
-        if active and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT and not self.state.updating:
+            raise KeyboardInterrupt  # the second Ctrl-C
         self.requested = True
 
     def restore(self) -> None:
@@ -281,8 +356,8 @@ def train(
     model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        ema.load_state_dict(saved["ema"])
+        load_weights(model, saved["model"], checkpoint_path, "model")
+        load_weights(ema, saved["ema"], checkpoint_path, "EMA")
     model.train()
     optimizer = dist.prepare(torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay))
     state = TrainingState(model=model, ema=ema, optimizer=optimizer, dist=dist,
@@ -293,10 +368,10 @@ def train(
     result = TrainResult(model=model, ema=state.ema, step=start_step, losses=state.losses, resumed_from=start_step,
                          processes=dist.world_size)
     budget = config.time_budget_minutes * 60 if config.time_budget_minutes is not None else math.inf
-    t_start = time.perf_counter()
-    pending: list[torch.Tensor] = []  # losses not yet read from the device
-    step_rng_state = state.generator.get_state()
-    stop = StopRequest(active=dist.world_size > 1)
+    t_start = last_save = time.perf_counter()
+    step_rng_state, step_started = state.generator.get_state(), state.step
+    alone = False  # True: the other processes are gone, this one saves by itself
+    stop = StopRequest(state)
     bar = tqdm(total=config.train_steps, initial=start_step, desc="training", disable=not (progress and dist.is_main),
                dynamic_ncols=True)
     try:
@@ -312,29 +387,48 @@ def train(
                     print(f"time budget of {config.time_budget_minutes} min for this run reached at step {state.step} of "
                           f"{config.train_steps}: saving a checkpoint; run the same command again to continue")
                 break
-            step_rng_state = state.generator.get_state()  # to redo this step exactly after a Ctrl-C
-            pending.append(train_step(state, loss_fn, data, config))
+            step_rng_state, step_started = state.generator.get_state(), state.step  # to redo a step stopped half-way
+            train_step(state, loss_fn, data, config)
             bar.update(1)
             if state.step % LOG_EVERY == 0 or state.step == config.train_steps:
-                record_losses(state, pending, config)
+                record_losses(state, config)
                 recent = state.losses[-50:]
                 seconds = time.perf_counter() - t_start
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}",
                                 img_s=f"{(state.step - start_step) * config.batch_size / seconds:.0f}")
-            if state.step % config.checkpoint_every == 0:
-                record_losses(state, pending, config)
+            due = state.step % config.checkpoint_every == 0
+            if not due and state.step % LOG_EVERY == 0:  # and by the clock, so that a kill loses little
+                due = dist.any(time.perf_counter() - last_save >= config.checkpoint_minutes * 60)
+            if due and state.step < config.train_steps:
+                record_losses(state, config)
                 save(state, checkpoint_path, config, elapsed_before + time.perf_counter() - t_start)
-    except KeyboardInterrupt:  # one process: Ctrl-C arrives as an exception, wherever the step was
+                last_save = time.perf_counter()
+    except KeyboardInterrupt:  # a second Ctrl-C, or one raised by the code of a step
         result.interrupted = True
-        state.generator.set_state(step_rng_state)  # the unfinished step will be redone on resume
-        state.optimizer.zero_grad(set_to_none=True)
-        print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue")
+        undo_step(state, step_rng_state, step_started)
+        if state.consistent():
+            print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue")
+        else:  # stopped inside a step's update, which can be neither finished nor undone
+            checkpoint_path = None
+            print("interrupted inside a step's update: the last checkpoint is kept; run the same command again to "
+                  "continue from it")
+    except RuntimeError as error:  # several processes: another one died, so this one's all-reduce failed
+        if dist.world_size == 1 or not state.consistent():
+            raise
+        result.interrupted, alone = True, True
+        undo_step(state, step_rng_state, step_started)
+        state.losses.extend(torch.stack(state.pending_losses).float().tolist() if state.pending_losses else [])
+        state.pending_losses.clear()  # (this process's own losses: the others' cannot be had)
+        reason = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
+        print(f"another process of this run stopped ({reason}): saving step {state.step} from process {dist.rank}; "
+              "run the same command again to continue", file=sys.stderr)
     finally:
         bar.close()
         stop.restore()
-    record_losses(state, pending, config)
+    if not alone:
+        record_losses(state, config)
     seconds = time.perf_counter() - t_start
-    save(state, checkpoint_path, config, elapsed_before + seconds)
+    save(state, checkpoint_path, config, elapsed_before + seconds, alone=alone)
     result.step, result.elapsed_seconds = state.step, elapsed_before + seconds
     result.images_per_second = (state.step - start_step) * config.batch_size / max(seconds, 1e-9)
     result.finished = state.step >= config.train_steps

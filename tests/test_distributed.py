@@ -83,7 +83,7 @@ def run(command, timeout=180):
 
 
 def load(run_dir: Path) -> dict:
-    return torch.load(run_dir / CHECKPOINT_FILE, weights_only=False)
+    return torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)
 
 
 def test_two_processes_take_the_steps_of_one_with_the_same_global_batch(tmp_path):

@@ -71,7 +71,7 @@ def test_time_budget_stops_and_saves(tmp_path):
 
     result = train(_model(), _loss, _problem(), replace(CONFIG, train_steps=10**9, time_budget_minutes=0.002), tmp_path, device="cpu", progress=False)
     assert not result.finished and 0 < result.step < 10**9
-    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
     assert state["step"] == result.step
 
 
@@ -125,12 +125,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     checkpoint = tmp_path / CHECKPOINT_FILE
     deadline = time.time() + 60
     while time.time() < deadline:
-        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["step"] >= 30:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["step"] >= 30:
             break
         time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    saved = torch.load(checkpoint, weights_only=False)
+    saved = torch.load(checkpoint, weights_only=True)
     assert saved["step"] >= 30 and saved["step"] % CONFIG.checkpoint_every == 0
     assert len(saved["losses"]) == saved["step"]
     from dataclasses import replace
