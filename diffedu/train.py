@@ -419,9 +419,8 @@ def train(
         undo_step(state, step_rng_state, step_started)
         state.losses.extend(torch.stack(state.pending_losses).float().tolist() if state.pending_losses else [])
         state.pending_losses.clear()  # (this process's own losses: the others' cannot be had)
-        reason = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
-        print(f"another process of this run stopped ({reason}): saving step {state.step} from process {dist.rank}; "
-              "run the same command again to continue", file=sys.stderr)
+        print(f"another process of this run stopped (its connection closed: {type(error).__name__}): saving step "
+              f"{state.step} from process {dist.rank}; run the same command again to continue", file=sys.stderr)
     finally:
         bar.close()
         stop.restore()
