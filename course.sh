@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command to set up the diffedu course and use it.
 #
-#   ./course.sh lab           set up (first time only) and open the course in JupyterLab
+#   ./course.sh lab           set up (first time only) and open the course in JupyterLab; other flags go to
+#                             jupyter lab (--no-browser, --port 8890); as root it adds --allow-root, with a note
 #   ./course.sh test          set up (first time only) and run the whole test suite in fast mode
 #   ./course.sh setup         only set up: a virtual environment in .venv with everything installed
 #   ./course.sh setup --cpu   the same, with PyTorch's CPU-only build (much smaller; for machines without an NVIDIA GPU)
@@ -180,7 +181,16 @@ case "$command" in
         exec "$VENV/bin/python" tools/bundle.py "$@" ;;
     lab)
         setup
-        exec "$VENV/bin/jupyter" lab chapters/00_setup.ipynb ;;
+        allow_root=0
+        for flag in "$@"; do
+            case $flag in --allow-root|--allow-root=*|--ServerApp.allow_root*) allow_root=1 ;; esac
+        done
+        if [ "$(id -u)" = 0 ] && [ "$allow_root" = 0 ]; then  # JupyterLab refuses to start as root without it
+            echo "course.sh: running as root (a container or cloud machine?): adding --allow-root, without which JupyterLab will not start; run as a normal user to avoid it" >&2
+            set -- --allow-root "$@"
+        fi
+        echo "==> starting JupyterLab: if no browser opens, open the URL it prints below (a busy port makes it take the next free one)"
+        exec "$VENV/bin/jupyter" lab chapters/00_setup.ipynb "$@" ;;
     test)
         setup
         echo "==> running the tests (fast mode: DIFFEDU_FAST=1)"
