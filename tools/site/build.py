@@ -2,12 +2,14 @@
 
     python tools/site/build.py            chapters with full-mode outputs where they exist, else fast-mode
     python tools/site/build.py --fast     fast-mode outputs only (what the browser test checks)
+    python tools/site/build.py --learner  for learners: without the instructors' solution pages (a workshop's site)
 
 The pages come from the executed copies that `./course.sh execute` writes into build/executed/
 (notebooks in chapters/ are committed without outputs). The Sphinx source is assembled in
 build/site-src/: the README as the home page, one page per chapter (with a note saying which
 mode its outputs come from), the measured chapter times, the workshop guide (docs/), the
-reference solutions for instructors, and the library's API reference from its docstrings.
+reference solutions for instructors (not in the --learner build: no page, link or search
+entry gives them away), and the library's API reference from its docstrings.
 Everything the pages need is on the site itself: it works without a network (file:// too).
 """
 
@@ -30,6 +32,7 @@ EXECUTED = ROOT / "build" / "executed"
 SOURCE = ROOT / "build" / "site-src"
 SITE = ROOT / "site"
 HTML = ROOT / "build" / "site-html"  # where Sphinx builds
+LEARNER = ROOT / "build" / "site-learner"  # the --learner build's own source and HTML: both builds can run at once
 COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")  # an image from the web: a text link offline
 MODES = {"full": "full mode, as a learner runs it", "fast": "fast mode (`DIFFEDU_FAST=1`: shorter training, fewer "
                                                                  "samples), so some figures are rougher than in a full run"}
@@ -145,8 +148,13 @@ def mathjax() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the course's website into site/.")
     parser.add_argument("--fast", action="store_true", help="use the fast-mode outputs only (build/executed/fast)")
+    parser.add_argument("--learner", action="store_true",
+                        help="leave out the instructors' pages with the exercises' reference solutions")
     parser.add_argument("--out", type=Path, default=SITE, help="where the site goes (default: site/)")
     args = parser.parse_args(argv)
+    global SOURCE, HTML
+    if args.learner:
+        SOURCE, HTML = LEARNER / "src", LEARNER / "html"
     if SOURCE.exists():
         shutil.rmtree(SOURCE)
     (SOURCE / "chapters").mkdir(parents=True)
@@ -160,19 +168,24 @@ def main(argv: list[str] | None = None) -> int:
     for doc in sorted((ROOT / "docs").glob("*.md")):
         shutil.copy(doc, SOURCE / doc.name)
         extra.append(doc.stem)
-    instructor_pages()
+    if not args.learner:
+        instructor_pages()
+        extra.append("instructors/index")
     api_pages()
-    extra += ["instructors/index", "api/index"]
+    extra.append("api/index")
     home_page(extra)
     mathjax()
     for name in ("conf.py", "equations.py", "favicon.svg"):
         shutil.copy(HERE / name, SOURCE / name)
-    shutil.copy(HERE / "diffedu.css", SOURCE / "_static" / "diffedu.css")
-    print(f"building the site from {sum(m == 'full' for m in modes.values())} full-mode and "
+    for name in ("diffedu.css", "diffedu.js"):
+        shutil.copy(HERE / name, SOURCE / "_static" / name)
+    which = "the learners' site (no solutions)" if args.learner else "the site"
+    print(f"building {which} from {sum(m == 'full' for m in modes.values())} full-mode and "
           f"{sum(m == 'fast' for m in modes.values())} fast-mode chapters")
-    log = ROOT / "build" / "site-warnings.txt"
+    log = HTML.parent / "site-warnings.txt"
     # Sphinx writes into build/site-html, and MyST-NB its copies of the outputs beside it (into the output
-    # folder's parent: build/, not the repository's root); the finished pages are then copied to --out
+    # folder's parent: build/ or build/site-learner/, not the repository's root); the finished pages are then
+    # copied to --out
     finished = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-w", str(log), str(SOURCE), str(HTML)],
                               cwd=ROOT)
     if finished.returncode:

@@ -19,6 +19,7 @@ extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ex
 
 nb_execution_mode = "off"  # the pages show outputs of ./course.sh execute, never a fresh run
 nb_output_stderr = "remove"  # progress bars and warnings: noise on a page
+nb_render_markdown_format = "myst"  # a cell's Markdown output (the result tables) as MyST: CommonMark has no tables
 myst_enable_extensions = ["dollarmath", "amsmath", "html_image", "colon_fence"]
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header", "mystnb.unknown_mime_type", "misc.highlighting_failure"]
@@ -31,7 +32,8 @@ autodoc_default_options = {"members": True, "undoc-members": False, "show-inheri
 html_theme = "sphinx_book_theme"
 html_title = "diffedu: diffusion models, from the first noise formula to Stable Diffusion"
 html_static_path = ["_static"]
-html_css_files = ["diffedu.css"]  # phones: long equations scroll sideways
+html_css_files = ["diffedu.css"]  # long equations scroll sideways, their left edge in view
+html_js_files = ["diffedu.js"]  # the menu and contents buttons above the article open the sidebars
 html_favicon = "favicon.svg"  # (without one, browsers ask for /favicon.ico and log a 404)
 html_theme_options = {"show_toc_level": 2, "home_page_in_toc": True, "use_download_button": False,
                       "use_fullscreen_button": False}
