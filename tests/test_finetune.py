@@ -107,6 +107,27 @@ def test_a_fresh_controlnet_leaves_the_pipeline_unchanged(pipe, digits):
     assert (with_control - without).abs().max() < 1e-5  # the zero convolutions add exactly nothing yet
 
 
+def test_controlnet_helpers_take_a_one_channel_outline(pipe, digits):
+    images, labels = digits
+    controlnet = finetune.make_controlnet(pipe.unet)
+    assert controlnet.config.conditioning_channels == 3  # what the pipeline makes of a PIL image: RGB
+    torch.nn.init.normal_(controlnet.controlnet_mid_block.weight, std=0.1)  # past the zero convolutions' start
+    rgb = finetune.control_images(images[:2])  # (2, 3, 32, 32)
+    grey = rgb[:, :1]  # (2, 1, 32, 32)
+    prompts = ["a handwritten 7", "a handwritten 2"]
+    controlled = finetune.controlnet_pipeline(pipe, controlnet)
+    from_rgb = finetune.generate(controlled, prompts, steps=2, image=rgb)
+    assert not torch.allclose(from_rgb, finetune.generate(pipe, prompts, steps=2), atol=1e-3)  # the condition counts
+    assert torch.equal(finetune.generate(controlled, prompts, steps=2, image=grey), from_rgb)
+    model = finetune.ControlledUNet(pipe.text_encoder, pipe.unet, controlnet)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    t, token_ids = torch.tensor([10, 500]), mini.tokenize(pipe.tokenizer, prompts)
+    with torch.no_grad():
+        assert torch.equal(model(latents, t, token_ids, grey), model(latents, t, token_ids, rgb))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\) or \(B, 3, H, W\), got \(2, 2, 32, 32\)"):
+        finetune.as_rgb(rgb[:, :2])
+
+
 def test_controlnet_training_trains_only_the_controlnet(pipe, digits, tmp_path):
     images, labels = digits
     unet_before = {name: p.clone() for name, p in pipe.unet.named_parameters()}
@@ -131,7 +152,8 @@ def test_edges_run_around_the_strokes_not_on_them(digits):
     assert not (adaptation.ink(edges) & ~thick).any() and not (adaptation.ink(images) & ~thick).any()  # both inside it
     assert adaptation.ink(edges).sum() > 0.5 * adaptation.ink(images).sum()  # a real outline, not a few dots
     control = finetune.control_images(images)
-    assert control.shape == (32, 1, 32, 32) and set(control.unique().tolist()) <= {0.0, 1.0}
+    assert control.shape == (32, 3, 32, 32) and set(control.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(control[:, :1], (mini.pad_to_32(edges) + 1) / 2) and (control == control[:, :1]).all()  # grey
 
 
 def test_spelled_out_matches_the_pipelines_rewriting(pipe):
@@ -221,6 +243,32 @@ def test_shipped_controlnet_loads_with_from_pretrained_and_follows_outlines():
     assert adaptation.ink_iou(drawn, sources).mean() > 0.5  # card: 500 outlines at 20 steps
 
 
+def test_shipped_controlnet_takes_a_pil_image_through_diffusers_own_loaders():
+    """As Diffusers' documentation shows it: ControlNetModel and StableDiffusionControlNetPipeline
+    from_pretrained (offline), the condition a PIL image, which the pipeline converts to RGB."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from PIL import Image
+
+    from diffedu.models.checkpoints import checkpoint_dir
+
+    controlnet = ControlNetModel.from_pretrained(checkpoint_dir() / "mini-sd-controlnet-edges", local_files_only=True)
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(checkpoint_dir() / "mini-sd", controlnet=controlnet,
+                                                             local_files_only=True, safety_checker=None,
+                                                             requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    control = finetune.control_images(load_mnist("test").images[:1])  # (1, 3, 32, 32) in {0, 1}
+    grey = Image.fromarray((control[0, 0] * 255).byte().numpy(), mode="L")  # white outline on black, 32 x 32
+
+    def draw(image, output_type="pil"):
+        return pipe("a handwritten 7", image=image, num_inference_steps=2, guidance_scale=3.0, output_type=output_type,
+                    generator=torch.Generator().manual_seed(0)).images
+
+    for image in (grey, grey.convert("RGB")):
+        drawn = draw(image)[0]
+        assert isinstance(drawn, Image.Image) and drawn.size == (32, 32)
+    assert torch.equal(draw(grey, "pt"), draw(control, "pt"))  # the same picture as the course's tensor condition
+
+
 def test_a_missing_or_damaged_adaptation_says_what_to_do(tmp_path):
     import shutil
 
@@ -236,3 +284,4 @@ def test_a_missing_or_damaged_adaptation_says_what_to_do(tmp_path):
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(CheckpointError, match="damaged"):
         mini_sd_lora_bold.load(folder=tmp_path)
+

@@ -32,6 +32,7 @@ LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # the attention projections
 NEW_TOKEN = "<slanted>"
 INIT_WORD = "handwritten"  # the new token's embedding starts as this word's
 CONTROL_EMBEDDING_CHANNELS = (16, 32, 64)  # the condition's encoder: two stride-2 convolutions, 32 x 32 -> 8 x 8
+CONTROL_CHANNELS = 3  # the condition is RGB, as the pipeline makes every PIL image it is given: a grey outline 3 times
 LORA_FILE = "pytorch_lora_weights.safetensors"
 TOKEN_FILE = "learned_embeds.safetensors"
 LORA_TEMPLATE = "a bold handwritten {digit}"  # the captions of the LoRA's training digits (bold ones)
@@ -158,12 +159,23 @@ def save_token(learned: LearnedToken, token: str, folder: Path) -> Path:
 
 def make_controlnet(unet):
     """ControlNetModel.from_unet: a trainable copy of the UNet's down blocks and middle block, fed
-    the condition through a small encoder (32 x 32 -> 8 x 8, CONTROL_EMBEDDING_CHANNELS), and
-    joined to the frozen UNet by zero-initialised 1 x 1 convolutions (9.4)."""
+    the condition (CONTROL_CHANNELS = 3, RGB) through a small encoder (32 x 32 -> 8 x 8,
+    CONTROL_EMBEDDING_CHANNELS), and joined to the frozen UNet by zero-initialised 1 x 1
+    convolutions (9.4). Three channels because StableDiffusionControlNetPipeline converts a PIL
+    condition to RGB, as for Stable Diffusion's ControlNets; a grey outline is the same in all three."""
     from diffusers import ControlNetModel
 
     return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONTROL_EMBEDDING_CHANNELS,
-                                     conditioning_channels=1)
+                                     conditioning_channels=CONTROL_CHANNELS)
+
+
+def as_rgb(control: torch.Tensor) -> torch.Tensor:
+    """A condition (B, 1, H, W) or (B, 3, H, W) as the ControlNet's (B, 3, H, W): a grey one repeated
+    over the three channels (a view, no copy), as the pipeline's image processor does to a grey PIL image."""
+    if control.ndim != 4 or control.shape[1] not in (1, CONTROL_CHANNELS):
+        raise ValueError(f"a ControlNet condition must have shape (B, 1, H, W) or (B, 3, H, W), got {tuple(control.shape)}: "
+                         "for one image, add the batch dimension with image[None]")
+    return control.expand(-1, CONTROL_CHANNELS, -1, -1)
 
 
 class ControlledUNet(nn.Module):
@@ -178,18 +190,19 @@ class ControlledUNet(nn.Module):
 
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor, token_ids: torch.Tensor,
                 control: torch.Tensor) -> torch.Tensor:
-        """(B, 4, 8, 8) noisy latents, (B,) steps, (B, MAX_TOKENS) ids, (B, 1, 32, 32) condition in [0, 1] -> eps."""
+        """(B, 4, 8, 8) noisy latents, (B,) steps, (B, MAX_TOKENS) ids, (B, 1 or 3, 32, 32) condition in [0, 1] -> eps."""
         text_states = self.text_encoder(token_ids).last_hidden_state  # (B, MAX_TOKENS, 64)
-        down, middle = self.controlnet(latents, timesteps, encoder_hidden_states=text_states, controlnet_cond=control,
-                                       return_dict=False)
+        down, middle = self.controlnet(latents, timesteps, encoder_hidden_states=text_states,
+                                       controlnet_cond=as_rgb(control), return_dict=False)
         return self.unet(latents, timesteps, encoder_hidden_states=text_states, down_block_additional_residuals=down,
                          mid_block_additional_residual=middle).sample
 
 
 def control_images(images: torch.Tensor) -> torch.Tensor:
     """The ControlNet condition of MNIST digits (N, 1, 28, 28) in [-1, 1]: the outline traced around
-    each stroke (adaptation.edges), padded to 32 x 32, (N, 1, 32, 32) in [0, 1] as the pipeline wants."""
-    return (mini.pad_to_32(adaptation.edges(images)) + 1) / 2
+    each stroke (adaptation.edges), padded to 32 x 32, (N, 3, 32, 32) in [0, 1] as the pipeline wants:
+    the grey outline in each of the three channels (as_rgb)."""
+    return as_rgb((mini.pad_to_32(adaptation.edges(images)) + 1) / 2)
 
 
 def controlnet_pipeline(pipe, controlnet):
@@ -209,11 +222,13 @@ def generate(pipe, prompts: list[str], seed: int = 0, steps: int = 20, guidance:
              **pipe_kwargs) -> torch.Tensor:
     """Images (N, 1, 28, 28) in [-1, 1] for N prompts, cropped from the pipeline's 32 x 32, in
     batches with seeds seed + offset. Tensors among pipe_kwargs (e.g. a ControlNet's image) are
-    split into the same batches."""
+    split into the same batches; a ControlNet's image may have 1 channel (as_rgb repeats it)."""
     parts = []
     for offset in range(0, len(prompts), batch_size):
         batch = slice(offset, offset + batch_size)
         extra = {key: value[batch] if torch.is_tensor(value) else value for key, value in pipe_kwargs.items()}
+        if hasattr(pipe, "controlnet") and torch.is_tensor(extra.get("image")):
+            extra["image"] = as_rgb(extra["image"])
         images = pipe(prompts[batch], num_inference_steps=steps, guidance_scale=guidance, output_type="pt",
                       generator=torch.Generator().manual_seed(seed + offset), **extra).images  # (b, 1, 32, 32) in [0, 1]
         parts.append(mini.crop_to_28(images.float().cpu() * 2 - 1))
@@ -263,7 +278,8 @@ def train_controlnet(pipe, images: torch.Tensor, labels: torch.Tensor, config: T
     model's own random captions (empty with probability `drop`, so that guidance still works).
     result.model.controlnet is `controlnet`, trained; result.ema.controlnet the averaged one."""
     mean, log_var = digit_latents(pipe.vae, images)
-    control = control_images(images) > 0.5  # (N, 1, 32, 32) bool: an eighth of the memory of floats
+    control = control_images(images)[:, :1] > 0.5  # (N, 1, 32, 32) bool, one of the 3 equal channels: a 24th of the
+    # memory of 3 float channels; ControlledUNet repeats it
     controlnet = controlnet if controlnet is not None else make_controlnet(pipe.unet)
     model = ControlledUNet(pipe.text_encoder, pipe.unet, controlnet)
     empty = mini.tokenize(pipe.tokenizer, [""])[0]

@@ -4,7 +4,8 @@ ControlNetModel.from_unet copies the UNet's encoder; the copy learns (9.4), join
 UNet by zero convolutions, to draw MNIST digits from the outlines traced around their strokes
 (adaptation.edges), with the mini model's own random captions. Saved with save_pretrained; use it
 with `StableDiffusionControlNetPipeline(**pipe.components, controlnet=ControlNetModel.from_pretrained(
-"data/checkpoints/mini-sd-controlnet-edges"))`.
+"data/checkpoints/mini-sd-controlnet-edges"))`, and give the pipeline the outline as Diffusers' documentation
+does: a PIL image (grey or RGB, white lines on black, 32 x 32) or a (B, 3, 32, 32) tensor in [0, 1].
 
     python -m diffedu train mini-sd-controlnet-edges   (needs mini-sd: the one beside it in --out, else the shipped one)
 """
@@ -41,7 +42,7 @@ def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) ->
     result.ema.controlnet.save_pretrained(Path(out_folder) / NAME, safe_serialization=True)
     card = write_card(NAME, config, result, out_folder, result.model, {
         "condition": "adaptation.edges: the outline around each stroke (outline of the 3 x 3-dilated digit), "
-                     "padded to 32 x 32, 1 channel in [0, 1]",
+                     "padded to 32 x 32, in [0, 1], repeated over 3 channels (RGB, as the pipeline makes of a PIL image)",
         "captions": "mini-sd's templates (diffedu.course.captions), empty with probability "
                     f"{mini.CAPTION_DROP}",
         "conditioning_embedding_out_channels": list(finetune.CONTROL_EMBEDDING_CHANNELS),
