@@ -5,8 +5,10 @@
                                               metrics, and the SHA-256 of every weights file
 
 Training writes to runs/NAME/; `publish` copies a finished model into data/checkpoints
-atomically. Loading checks the SHA-256 that the card records, so a damaged file is named
-instead of silently giving other samples, and warns when the card says the run is unfinished.
+atomically, after checking its files against its card. Loading checks the SHA-256 that the card
+records, so a damaged file is named instead of silently giving other samples, and warns when the
+card says the run is unfinished or when there is no card to check against. No command writes over
+the course's own files (`is_course_data`): data/, the checkpoints folder, tests/data.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from diffedu.course.data import MNIST_FILE, MNIST_SHA256, sha256_of as file_sha256  # noqa: F401 (also used by callers)
-from diffedu.course.paths import data_dir
+from diffedu.course.paths import REPO_ROOT, data_dir
 
 
 class CheckpointError(RuntimeError):
@@ -34,6 +36,24 @@ class CheckpointError(RuntimeError):
 
 def checkpoint_dir() -> Path:
     return data_dir() / "checkpoints"
+
+
+def course_data_paths() -> list[Path]:
+    """What the course ships and only `publish` may change: the repository's data/ and tests/data,
+    and the data folder's checkpoints/ and MNIST file (DIFFEDU_DATA can move those two)."""
+    return [REPO_ROOT / "data", REPO_ROOT / "tests" / "data", checkpoint_dir(), data_dir() / MNIST_FILE]
+
+
+def is_course_data(path: Path) -> bool:
+    """Whether `path` is one of the course's own files or folders, or inside one (symlinks followed)."""
+    path = Path(path).expanduser().resolve()
+    return any(path == protected or protected in path.parents
+               for protected in (p.resolve() for p in course_data_paths()))
+
+
+def is_course_checkpoints(folder: Path | None) -> bool:
+    """Whether `folder` is the course's checkpoints folder (None stands for it)."""
+    return folder is None or Path(folder).expanduser().resolve() == checkpoint_dir().resolve()
 
 
 def checkpoint_paths(name: str, folder: Path | None = None) -> tuple[Path, Path]:
@@ -108,9 +128,14 @@ def model_card(name: str, config, result, extra: dict) -> dict:
     }
 
 
-def how_to_restore(name: str) -> str:
-    return (f"restore the course's copy with `git checkout -- data/checkpoints` (in your clone), or make it again "
-            f"with `python -m diffedu train {name}`")
+def how_to_restore(name: str, folder: Path | None = None) -> str:
+    """What to do about a missing or damaged model: the course's copy comes back from git; a run
+    folder's model is saved again by its training command (which resumes from checkpoint.pt)."""
+    if is_course_checkpoints(folder):
+        return (f"restore the course's copy with `git checkout -- data/checkpoints` (in your clone), or make it again "
+                f"with `python -m diffedu train {name}`")
+    return (f"save it again with `python -m diffedu train {name} --run-dir {folder}` (it resumes from that run's "
+            f"checkpoint.pt), or leave out --from for the course's copy")
 
 
 def record_sha256(card: dict, folder: Path, files: list[str]) -> None:
@@ -126,15 +151,64 @@ def record_folder(card: dict, folder: Path, name: str) -> None:
     record_sha256(card, folder, files)
 
 
-def verify_files(name: str, card: dict, folder: Path) -> None:
-    """Check every file the card lists under "sha256"; raise CheckpointError naming a damaged one."""
-    for relative, expected in card.get("sha256", {}).items():
+def warn_if_unchecked(name: str, card: dict, folder: Path) -> None:
+    """One line on stderr when there is no card, or a card without SHA-256s: nothing was checked."""
+    if not card.get("sha256"):
+        card_path = checkpoint_paths(name, folder)[1]
+        problem = f"has no model card ({card_path})" if not card else f"has a model card that lists no SHA-256 ({card_path})"
+        print(f"warning: '{name}' in {folder} {problem}, so its files are loaded unchecked: "
+              f"{how_to_restore(name, folder)}", file=sys.stderr)
+
+
+def verify_files(name: str, card: dict, folder: Path, warn: bool = True) -> None:
+    """Check every file the card lists under "sha256"; raise CheckpointError naming a damaged one.
+    A card that lists none (or no card, {}) checks nothing: one warning line on stderr says so
+    (warn=False leaves that to the caller, `warn_if_unchecked`, once the files have loaded)."""
+    hashes = card.get("sha256")
+    if not hashes:
+        if warn:
+            warn_if_unchecked(name, card, folder)
+        return
+    for relative, expected in hashes.items():
         path = Path(folder) / relative
         if not path.is_file():
-            raise CheckpointError(f"{path} is missing (the model card of '{name}' lists it): {how_to_restore(name)}")
+            raise CheckpointError(f"{path} is missing (the model card of '{name}' lists it): {how_to_restore(name, folder)}")
         if file_sha256(path) != expected:
             raise CheckpointError(f"{path} is damaged: its SHA-256 differs from the one in the model card of "
-                                  f"'{name}'. {how_to_restore(name).capitalize()}")
+                                  f"'{name}'. {how_to_restore(name, folder).capitalize()}")
+
+
+def check_finished_run(name: str, files: list[str], folder: Path) -> dict:
+    """The model card of a finished run of `name` in `folder` whose card lists the SHA-256 of every
+    file of `files` (file or folder names) and whose files all match it: what `publish` needs. A
+    one-line CheckpointError for anything else (no card, unfinished, a file missing, damaged or unlisted)."""
+    folder = Path(folder)
+    card = read_model_card(name, folder)
+    card_path = checkpoint_paths(name, folder)[1]
+    train_again = f"train it again with `python -m diffedu train {name} --run-dir {folder}`"
+    if not card:
+        raise CheckpointError(f"no model card {card_path}: there is no finished run of '{name}' in {folder}; {train_again}")
+    if card.get("name", name) != name:
+        raise CheckpointError(f"{card_path} is the card of '{card['name']}', not of '{name}': {train_again}")
+    if card.get("finished") is not True:
+        raise CheckpointError(f"the run in {folder} has not finished (step {card.get('train_steps')}): {train_again} "
+                              "to continue it, then publish")
+    hashes = card.get("sha256")
+    if not isinstance(hashes, dict) or not hashes:
+        raise CheckpointError(f"{card_path} lists no SHA-256 of the model's files, so they cannot be checked: {train_again}")
+    for entry in files:
+        path = folder / entry
+        if path == card_path:
+            continue
+        if not path.exists():
+            raise CheckpointError(f"{path} is missing: {train_again}")
+        found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        unlisted = [p for p in found if str(p.relative_to(folder)) not in hashes]
+        if unlisted:
+            raise CheckpointError(f"{unlisted[0]} is not in the SHA-256 list of {card_path}, so it cannot be checked: "
+                                  f"{train_again}")
+    verify_files(name, card, folder)
+    return card
 
 
 def warn_if_unfinished(name: str, card: dict, where: Path) -> None:
@@ -186,7 +260,9 @@ def save_checkpoint(model: nn.Module, name: str, model_config: dict, card: dict,
     weights_path, card_path = checkpoint_paths(name, folder)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(weights_path), metadata={"name": name, "config": json.dumps(model_config)})
+    # one metadata key: safetensors keeps metadata in a hash map, whose order (and so the file's bytes and
+    # SHA-256) differed from run to run with two keys. The name is in the file's name and in the card.
+    save_file(state, str(weights_path), metadata={"config": json.dumps(model_config)})
     card = {"name": name, "model_config": model_config, **card}
     card["weights_file"] = weights_path.name
     card["weights_bytes"] = weights_path.stat().st_size
@@ -204,25 +280,35 @@ def write_model_card(name: str, card: dict, folder: Path | None = None) -> None:
 def read_checkpoint(name: str, folder: Path | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """(state_dict, model_config, model_card) of a named checkpoint."""
     weights_path, card_path = checkpoint_paths(name, folder)
-    if not weights_path.is_file():
+    if not weights_path.is_file() and is_course_checkpoints(folder):
         raise CheckpointError(
             f"no checkpoint '{name}' at {weights_path}. The course ships it in data/checkpoints/: "
             f"restore it with `git checkout -- data/checkpoints`, or make it yourself with "
             f"`python -m diffedu train {name}`"
         )
+    if not weights_path.is_file():
+        raise CheckpointError(f"no model '{name}' in {weights_path.parent} ({weights_path.name} is missing): a run folder "
+                              f"holds it once `python -m diffedu train {name} --run-dir {weights_path.parent}` has "
+                              "finished or stopped at its budget; leave out --from for the course's copy")
     card = read_model_card(name, folder)
-    verify_files(name, card, weights_path.parent)
-    warn_if_unfinished(name, card, weights_path.parent)
+    verify_files(name, card, weights_path.parent, warn=False)
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{weights_path} is damaged and cannot be read ({str(error).splitlines()[0]}): "
-                              f"{how_to_restore(name)}") from None
+                              f"{how_to_restore(name, folder)}") from None
     if "config" not in metadata:
         raise CheckpointError(f"{weights_path} has no model config in its metadata: was it saved by diffedu?")
-    return state, json.loads(metadata["config"]), card
+    try:
+        config = json.loads(metadata["config"])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{weights_path} has a damaged model config in its metadata: "
+                              f"{how_to_restore(name, folder)}") from None
+    warn_if_unchecked(name, card, weights_path.parent)
+    warn_if_unfinished(name, card, weights_path.parent)
+    return state, config, card
 
 
 def read_model_card(name: str, folder: Path | None = None) -> dict:
@@ -231,6 +317,11 @@ def read_model_card(name: str, folder: Path | None = None) -> dict:
     if not card_path.is_file():
         return {}
     try:
-        return json.loads(card_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{card_path} is damaged ({error}): {how_to_restore(name)}") from None
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{card_path} is damaged ({error}): {how_to_restore(name, folder)}") from None
+    except OSError as error:
+        raise CheckpointError(f"{card_path} cannot be read ({error.strerror}): {how_to_restore(name, folder)}") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{card_path} is damaged (not a JSON object): {how_to_restore(name, folder)}")
+    return card
