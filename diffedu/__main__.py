@@ -1,14 +1,20 @@
 """Command line: list, train, sample, evaluate and publish the course's named models (diffedu.zoo).
 
 PyTorch is imported only once a command runs, so `python -m diffedu --help` answers at once.
-Every mistake in the arguments gets one line and exit code 2, checked before any work starts;
-Ctrl-C exits with 130 and keeps what was done (a training checkpoint, the samples drawn so far).
+Every mistake in the arguments gets one line and exit code 2, checked before any work starts
+(output folders are tried for writing first); a missing or damaged model, or a file that cannot be
+written, gets one line and exit code 1. Ctrl-C exits with 130 and keeps what was done (a training
+checkpoint, the samples drawn so far). No command writes over the course's own files (data/,
+tests/data) except `publish`, which checks the run's files against its card and keeps a better model.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from diffedu import zoo
@@ -23,6 +29,8 @@ EXAMPLES = """examples:
   python -m diffedu train mnist-unet                        train in runs/mnist-unet (run it again to resume)
   python -m diffedu train mnist-unet --publish              ... and, once finished, replace data/checkpoints/mnist-unet
 """
+SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer
+SAMPLE_N_MAX = 100_000  # the samples are kept in memory as float32 until written: 0.3 GB at 100,000
 
 
 def positive_int(text: str) -> int:
@@ -36,6 +44,35 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of minutes, got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be in 0..2**63-1 (a 64-bit seed), got {text}")
+    return value
+
+
+def threads_int(text: str) -> int:
+    value, cores = int(text), os.cpu_count() or 1
+    if not 1 <= value <= cores:
+        raise argparse.ArgumentTypeError(f"must be in 1..{cores}, the CPU threads of this machine, got {value}")
+    return value
+
+
+def sample_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= SAMPLE_N_MAX:
+        raise argparse.ArgumentTypeError(f"must be in 1..{SAMPLE_N_MAX}, got {value}: the samples are kept in memory "
+                                         "until written; draw more as several files with different --seed")
+    return value
+
+
+def guidance_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (1.0 = no guidance), got {text}")
     return value
 
 
@@ -62,80 +99,128 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--publish", action="store_true", help="once the run has finished, copy the model into data/checkpoints "
                        "(atomically; the previous files are kept as *.bak until the new ones are in place)")
     train.add_argument("--out", type=Path, help="like --publish, into this folder instead of data/checkpoints")
+    train.add_argument("--force", action="store_true", help="publish even if the new model measures worse than the one "
+                       "it replaces (or was not measured)")
     train.add_argument("--steps", type=positive_int, help="total optimizer steps, train_steps (default: the model's)")
     train.add_argument("--budget-minutes", type=positive_float, help="stop and save after this many minutes of this run; "
                        "run the command again to continue (default: the model's)")
-    train.add_argument("--seed", type=int, help="random seed (default: 0)")
+    train.add_argument("--seed", type=seed_int, help="random seed, 0..2**63-1 (default: 0)")
     train.add_argument("--config", default="default", help="the model's size: default, or big (mnist-unet: a wider UNet "
                        "for several GPUs; see the README)")
     train.add_argument("--grad-accumulation", type=positive_int, help="micro-batches per process and step, whose "
                        "gradients add up: the same steps with less memory (default: 1)")
     train.add_argument("--no-metrics", action="store_true", help="skip measuring the finished model (FID, accuracy: "
                        "minutes on a CPU); `python -m diffedu evaluate NAME --from RUN_DIR` measures it later")
-    train.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    train.add_argument("--threads", type=threads_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
 
     publish = commands.add_parser("publish", help="copy a finished run's model into data/checkpoints",
                                   description="Copy the finished model of runs/NAME into data/checkpoints (atomically), "
-                                              "without training again.")
+                                              "without training again. Its files must match the SHA-256s in its "
+                                              "model card, and its headline metrics must be at least as good as "
+                                              "those of the model it replaces (or --force).")
     publish.add_argument("name", choices=names, help="which model")
     publish.add_argument("--from", dest="source", type=Path, help="the run folder (default: runs/NAME)")
+    publish.add_argument("--out", type=Path, help="into this folder instead of data/checkpoints")
+    publish.add_argument("--force", action="store_true", help="publish even if it measures worse than the model it "
+                         "replaces (or was not measured)")
 
-    evaluate = commands.add_parser("evaluate", help="re-measure a model into its model card",
-                                   description="Diffusion models: FID, conditional accuracy and time per guidance scale; the classifier: test accuracy. "
-                                               "VAE: PSNR and SSIM of reconstructions of the whole test set.")
+    evaluate = commands.add_parser("evaluate", help="measure a model: print the metrics (into a run's card with --from, "
+                                   "a file with --out)",
+                                   description="Diffusion models: FID, conditional accuracy and time per guidance scale; "
+                                               "the classifier: test accuracy; VAE: PSNR and SSIM of reconstructions of "
+                                               "the whole test set. The metrics are printed; with --from RUN_DIR they go "
+                                               "into that run's model card, with --out into a JSON file. The course's "
+                                               "own cards in data/checkpoints are never rewritten.")
     evaluate.add_argument("name", choices=names, help="which model")
-    evaluate.add_argument("--n", type=positive_int, default=1000, help="samples per measurement for diffusion models (default: 1000)")
-    evaluate.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
+    evaluate.add_argument("--n", type=positive_int, help="samples per measurement, 2..5000, for mnist-unet, mnist-ldm, "
+                          "mnist-flow and mnist-fast (default: 1000); the others measure a fixed set")
+    evaluate.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: "
+                          "data/checkpoints); its model card gets the metrics")
+    evaluate.add_argument("--out", type=Path, help="a .json file to write the metrics to")
     evaluate.add_argument("--device", help="cpu, cuda or mps (default: the fastest there is)")
-    evaluate.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    evaluate.add_argument("--threads", type=threads_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
 
     sample = commands.add_parser("sample", help="draw samples from a model into an .npz file",
                                  description="Draw samples and write them to an .npz file: `images` uint8 (N, 28, 28) "
                                              "and, for conditional samples, `labels` int64 (N,). Same seed, same output. "
                                              "By default the digits 0-9 in turn, with the model's recommended guidance.")
     sample.add_argument("name", choices=names, help="which model (one that draws digits: mnist-unet, mnist-ldm, mnist-flow, mnist-fast)")
-    sample.add_argument("--n", type=positive_int, default=64, help="how many samples (default: 64)")
+    sample.add_argument("--n", type=sample_count, default=64, help=f"how many samples, 1..{SAMPLE_N_MAX} (default: 64)")
     sample.add_argument("--sampler", choices=SAMPLER_NAMES,
                         help="default: the model's own. Diffusion models: ddim (deterministic, --steps model calls), "
                              "ancestral (DDPM's noisy step on --steps strided timesteps), ddpm (all 1000 steps) or heun "
                              "(probability-flow ODE, chapter 07: 2 x steps - 2 model calls). Flows (mnist-flow, mnist-fast): "
                              "euler (--steps model calls) or heun (2 x steps)")
-    sample.add_argument("--steps", type=int, help="sampler steps (default: the model's, 50 for diffusion models, 20 for "
-                        "mnist-flow, 4 for mnist-fast; ddpm takes all 1000)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.add_argument("--steps", type=int, help="sampler steps, 1..1000, heun on a diffusion model 2..1000 (default: "
+                        "the model's, 50 for diffusion models, 20 for mnist-flow, 4 for mnist-fast; ddpm takes all 1000)")
+    sample.add_argument("--seed", type=seed_int, default=0, help="random seed, 0..2**63-1 (default: 0)")
     which = sample.add_mutually_exclusive_group()
     which.add_argument("--label", type=int, help="draw only this digit (0-9)")
     which.add_argument("--all-labels", action="store_true", help="draw the digits 0-9 in turn (the default)")
     which.add_argument("--unconditional", action="store_true", help="draw from the null class: any digit, no guidance")
-    sample.add_argument("--guidance", type=float, help="classifier-free guidance scale w (default: the model's recommended "
-                        "one, the w with the lowest FID in its evaluation; 1.0 = none)")
+    sample.add_argument("--guidance", type=guidance_float, help="classifier-free guidance scale w >= 0 (default: the "
+                        "model's recommended one, the w with the lowest FID in its evaluation; 1.0 = none)")
     sample.add_argument("--batch-size", type=positive_int, default=500, help="samples computed at once (default: 500)")
-    sample.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    sample.add_argument("--out", type=Path, required=True, help="the .npz file to write (not inside the course's data/)")
     sample.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
     sample.add_argument("--device", help="cpu, cuda or mps (default: the fastest there is)")
-    sample.add_argument("--threads", type=positive_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    sample.add_argument("--threads", type=threads_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     return parser
 
 
-def check_output_file(path: Path, parser: argparse.ArgumentParser) -> None:
-    """Fail before any work if `path` cannot be written: a wrong suffix, a folder in its place,
-    or a file where a folder of its path should be."""
-    if path.suffix != ".npz":
-        parser.error(f"--out must name an .npz file, got {path}")
+def cannot_write_in(folder: Path) -> str | None:
+    """Why no file can be written in `folder` (made if missing), or None if one can: tried with a
+    temporary file, which is what counts (permissions, a read-only disk, /proc)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".diffedu-write-test-"):
+            pass
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    return None
+
+
+def check_output_file(path: Path, parser: argparse.ArgumentParser, suffix: str = ".npz") -> None:
+    """Fail before any work if `path` cannot be written: a wrong suffix, one of the course's own
+    files, a folder in its place, a file where a folder of its path should be, or a folder that
+    does not take files."""
+    from diffedu.models.checkpoints import is_course_data
+
+    if path.suffix != suffix:
+        parser.error(f"--out must name a {suffix} file, got {path}")
+    if is_course_data(path):
+        parser.error(f"--out {path} is inside the course's own files (data/, tests/data), which commands do not "
+                     f"overwrite: write somewhere else, e.g. --out {path.name}")
     if path.is_dir():
-        parser.error(f"--out {path} is a folder: name a file inside it, e.g. {path / 'samples.npz'}")
+        parser.error(f"--out {path} is a folder: name a file inside it, e.g. {path / ('samples' + suffix)}")
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             parser.error(f"--out {path} cannot be written: {parent} is a file, not a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        parser.error(f"--out {path} cannot be written: {error.strerror}")
+    problem = cannot_write_in(path.parent)
+    if problem:
+        parser.error(f"--out {path} cannot be written ({problem} in {path.parent}): choose a folder you can write to")
 
 
 def check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if args.source is not None and not args.source.is_dir():
+    """--from must be a folder holding the model's weights (a missing card only warns when loading)."""
+    if args.source is None:
+        return
+    if not args.source.is_dir():
         parser.error(f"--from {args.source} is not a folder: give the run folder, e.g. runs/{args.name}")
+    weights = args.source / zoo.get(args.name).saved_files[0]
+    if not weights.exists():
+        parser.error(f"--from {args.source} has no {args.name} ({weights.name} is missing): a run folder holds it once "
+                     f"`python -m diffedu train {args.name} --run-dir {args.source}` has finished or stopped at its "
+                     "budget; leave out --from for the course's copy")
+
+
+def check_folder_to_write(path: Path, option: str, parser: argparse.ArgumentParser) -> None:
+    """A folder that training or publishing writes into: a folder (or nothing yet) that takes files."""
+    if path.exists() and not path.is_dir():
+        parser.error(f"{option} {path} is a file, not a folder: give a folder")
+    problem = cannot_write_in(path)
+    if problem:
+        parser.error(f"{option} {path} cannot be written ({problem}): choose a folder you can write to")
 
 
 def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -153,14 +238,16 @@ def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         parser.error(f"--sampler ddpm takes all 1000 steps: for ancestral sampling on {args.steps} strided steps use --sampler ancestral")
     if not 1 <= args.steps <= 1000:
         parser.error(f"--steps must be in 1..1000, got {args.steps}")
+    # Heun on a diffusion model (chapter 07) keeps its first and last steps Euler steps: with 1 step it is one
+    # DDIM step from pure noise, which draws noise. (A flow's Heun step makes two model calls even alone.)
+    if args.sampler == "heun" and "euler" not in model.samplers and args.steps < 2:
+        parser.error(f"--sampler heun needs --steps 2 or more (2 x steps - 2 model calls), got {args.steps}")
     if args.label is not None and not 0 <= args.label <= 9:
         parser.error(f"--label must be a digit 0-9, got {args.label}")
     if args.unconditional and args.guidance not in (None, 1.0):
         parser.error("--guidance needs digits to steer towards: drop --unconditional, or use --label or --all-labels")
-    if args.guidance is not None and args.guidance < 0:
-        parser.error(f"--guidance must be >= 0, got {args.guidance}")
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
+    check_output_file(args.out, parser)
+    check_source(args, parser)
     if not args.unconditional and args.label is None and not args.all_labels:
         args.all_labels = True
         if args.guidance is None and model.recommended_guidance is not None:
@@ -169,8 +256,52 @@ def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
                   "(--guidance to change it, --unconditional for unconditional samples)")
     if args.guidance is None:
         args.guidance = 1.0
-    check_output_file(args.out, parser)
+
+
+def check_train_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Where training and publishing write, tried before any work (training can take an hour)."""
+    from diffedu.models.checkpoints import checkpoint_dir, is_course_checkpoints, is_course_data
+
+    model = zoo.get(args.name)
+    if args.config not in model.configs:
+        parser.error(f"{args.name} has no --config {args.config}: it has {', '.join(model.configs)}")
+    batch_size = model.train_config.batch_size
+    if args.grad_accumulation and batch_size % args.grad_accumulation:
+        parser.error(f"--grad-accumulation {args.grad_accumulation} does not split {args.name}'s batch of {batch_size} "
+                     "images evenly: choose a divisor of it, e.g. 2 or 4")
+    args.run_dir = args.run_dir or zoo.default_run_dir(args.name)
+    if is_course_data(args.run_dir):
+        parser.error(f"--run-dir {args.run_dir} is inside the course's own files (data/, tests/data), which training "
+                     f"must not overwrite: leave it out (runs/{args.name}) or choose another folder")
+    check_folder_to_write(args.run_dir, "--run-dir", parser)
+    if args.out is not None:
+        if is_course_data(args.out) and not is_course_checkpoints(args.out):
+            parser.error(f"--out {args.out} is inside the course's own files: use --publish for data/checkpoints, "
+                         "or choose another folder")
+        check_folder_to_write(args.out, "--out", parser)
+    elif args.publish:
+        check_folder_to_write(checkpoint_dir(), "--publish: the checkpoints folder", parser)
+
+
+def check_evaluate_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    try:
+        zoo.check_evaluation_n(args.name, args.n)
+    except ValueError as error:
+        parser.error(str(error))
     check_source(args, parser)
+    if args.out is not None:
+        check_output_file(args.out, parser, suffix=".json")
+
+
+def write_atomically(path: Path, write) -> None:
+    """write(handle) into a temporary file beside `path`, then rename it: never a half-written file."""
+    staged = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(staged, "wb") as handle:
+            write(handle)
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -205,7 +336,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if code and len(images) == 0:
         print("interrupted before the first batch finished: nothing saved", file=sys.stderr)
         return code
-    np.savez_compressed(args.out, **arrays)
+    write_atomically(args.out, lambda handle: np.savez_compressed(handle, **arrays))
     if code:
         print(f"interrupted: saved the {len(images)} of {args.n} samples drawn so far to {args.out}", file=sys.stderr)
     else:
@@ -213,11 +344,19 @@ def run_sample(args: argparse.Namespace) -> int:
     return code
 
 
+def refused(error: Exception, name: str, source: Path, out: Path | None) -> int:
+    """One line for a publish that would replace a better model: what is wrong and how to go ahead."""
+    into = f" --out {out}" if out is not None else ""
+    print(f"error: not published: {error}. If you want it anyway: `python -m diffedu publish {name} --from {source}{into} "
+          "--force`", file=sys.stderr)
+    return 1
+
+
 def run_train(args: argparse.Namespace) -> int:
     from diffedu.distributed import is_main_process
     from diffedu.models.checkpoints import checkpoint_dir
 
-    run_dir = args.run_dir or zoo.default_run_dir(args.name)
+    run_dir = args.run_dir
     target = args.out or (checkpoint_dir() if args.publish else None)
     overrides = {k: v for k, v in {"train_steps": args.steps, "time_budget_minutes": args.budget_minutes, "seed": args.seed,
                                    "grad_accumulation_steps": args.grad_accumulation}.items() if v is not None}
@@ -236,7 +375,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.no_metrics:
         print(f"not measured (--no-metrics): `python -m diffedu evaluate {args.name} --from {run_dir}` measures it")
     if target is not None:
-        zoo.publish(args.name, run_dir, target)
+        try:
+            zoo.publish(args.name, run_dir, target, force=args.force)
+        except zoo.PublishRefused as error:
+            return refused(error, args.name, run_dir, args.out)
         print(f"published to {target}")
     else:
         print(f"the course's copy in data/checkpoints is unchanged; `python -m diffedu publish {args.name}` replaces it")
@@ -247,14 +389,35 @@ def run_publish(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from diffedu.models.checkpoints import checkpoint_dir, read_model_card
 
     source = args.source or zoo.default_run_dir(args.name)
+    if not source.is_dir():
+        parser.error(f"--from {source} is not a folder: give the run folder of a finished training, e.g. runs/{args.name}")
     card = read_model_card(args.name, source)
     if not card:
         parser.error(f"no finished model '{args.name}' in {source}: train it with `python -m diffedu train {args.name}`")
     if not card.get("finished"):
         parser.error(f"the run in {source} has not finished (step {card.get('train_steps')}): run "
                      f"`python -m diffedu train {args.name}` again to continue it, then publish")
-    zoo.publish(args.name, source, checkpoint_dir())
-    print(f"published {args.name} from {source} to {checkpoint_dir()}")
+    dest = args.out or checkpoint_dir()
+    check_folder_to_write(dest, "--out" if args.out else "the checkpoints folder", parser)
+    try:
+        zoo.publish(args.name, source, dest, force=args.force)
+    except zoo.PublishRefused as error:
+        return refused(error, args.name, source, args.out)
+    print(f"published {args.name} from {source} to {dest}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from diffedu.models.checkpoints import is_course_data
+
+    zoo.evaluate(args.name, args.n, args.source, args.device, out=args.out)
+    written = [str(args.out)] if args.out else []
+    if args.source is not None and not is_course_data(args.source):
+        written.insert(0, f"the model card in {args.source}")
+    if written:
+        print(f"metrics written to {' and '.join(written)}")
+    else:
+        print("metrics printed only: the course's model cards are not rewritten (--out FILE.json keeps them)")
     return 0
 
 
@@ -264,33 +427,34 @@ def run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     rows = zoo.describe(args.source)
     if args.markdown:
         print(zoo.markdown_table(rows))
-        return 0
-    width = max(len(row["name"]) for row in rows)
-    for row in rows:
-        where = f"{row['size']:>10}" if row["present"] else "   missing"
-        when = f" (measured {row['measured_on']})" if row["measured_on"] else ""
-        print(f"{row['name']:{width}} ch. {row['chapter']:02d}  {where}  {row['summary']}")
-        if row["metrics"]:
-            print(f"{'':{width}}                    {row['metrics']}{when}")
-    if not all(row["present"] for row in rows):
-        print("missing models: restore them with `git checkout -- data/checkpoints`, or train them with "
-              "`python -m diffedu train NAME`")
-    return 0
+    else:
+        width = max(len(row["name"]) for row in rows)
+        for row in rows:
+            where = f"{row['size']:>10}" if row["present"] else "   missing"
+            when = f" (measured {row['measured_on']})" if row["measured_on"] else ""
+            print(f"{row['name']:{width}} ch. {row['chapter']:02d}  {where}  {row['summary']}")
+            if row["metrics"] or row["error"]:
+                print(f"{'':{width}}                    {row['metrics'] or 'model card damaged'}{when}")
+        if not all(row["present"] for row in rows):
+            print("missing models: restore them with `git checkout -- data/checkpoints`, or train them with "
+                  "`python -m diffedu train NAME`")
+    damaged = [row["error"] for row in rows if row["error"]]
+    for error in damaged:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if damaged else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "sample":
-        check_sample_args(args, parser)
-    if args.command == "train" and args.config not in zoo.get(args.name).configs:
-        parser.error(f"{args.name} has no --config {args.config}: it has {', '.join(zoo.get(args.name).configs)}")
-    if args.command == "evaluate":
-        check_source(args, parser)
-        if zoo.get(args.name).evaluate is None:
-            parser.error(f"{args.name} has no evaluation")
     if args.command == "models":
         return run_models(args, parser)
+    if args.command == "sample":
+        check_sample_args(args, parser)
+    if args.command == "train":
+        check_train_args(args, parser)
+    if args.command == "evaluate":
+        check_evaluate_args(args, parser)
 
     import torch
 
@@ -311,11 +475,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "publish":
             return run_publish(args, parser)
         if args.command == "evaluate":
-            zoo.evaluate(args.name, args.n, args.source, args.device)
-            return 0
+            return run_evaluate(args)
         return run_sample(args)
     except (CheckpointError, MnistFileError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a disk that fills up or goes read-only half-way
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error} (free some space or choose another folder)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

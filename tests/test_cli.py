@@ -1,9 +1,13 @@
-"""`python -m diffedu sample`: output format, reproducibility and clear errors.
+"""`python -m diffedu sample`: output format, reproducibility and clear errors; and the commands
+never damage the shipped course (evaluate, publish, sample --out).
 
-Uses a tiny random UNet saved into a temporary data folder, so the test does not depend on
-the shipped checkpoint (tests/test_shipped_models.py checks that one).
+The sampling tests use a tiny random UNet saved into a temporary data folder, so they do not
+depend on the shipped checkpoint (tests/test_shipped_models.py checks that one); the course's
+safety tests use copies of the shipped classifier and mnist-fast in a temporary data folder.
 """
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +16,9 @@ import pytest
 import torch
 
 from diffedu.__main__ import main
-from diffedu.models.checkpoints import save_checkpoint
+from diffedu.course.data import sha256_of
+from diffedu.course.paths import REPO_ROOT
+from diffedu.models.checkpoints import read_checkpoint, save_checkpoint
 from diffedu.models.unet import UNet, UNetConfig
 from diffedu.losses import DiffusionSettings
 
@@ -77,7 +83,7 @@ def test_heun_sampler_differs_from_ddim_and_is_reproducible(tiny_model_dir, tmp_
         (["--sampler", "ancestral", "--steps", "2000"], "--steps must be in 1..1000"),
         (["--sampler", "ddpm", "--steps", "50"], "use --sampler ancestral"),
         (["--steps", "0"], "--steps must be in 1..1000"),
-        (["--n", "0"], "--n: must be at least 1, got 0"),
+        (["--n", "0"], "--n: must be in 1..100000, got 0"),
         (["--label", "3", "--all-labels"], "not allowed with argument"),
         (["--unconditional", "--guidance", "2"], "--guidance needs digits to steer towards"),
         (["--sampler", "rk4"], "invalid choice"),
@@ -107,6 +113,8 @@ def test_missing_checkpoint_says_how_to_make_it(tmp_path, monkeypatch, capsys):
         (["train", "mnist-unet", "--budget-minutes", "0"], "--budget-minutes: must be a positive number of minutes"),
         (["train", "mnist-unet", "--budget-minutes", "-1"], "--budget-minutes: must be a positive number of minutes"),
         (["evaluate", "mnist-unet", "--n", "0"], "--n: must be at least 1, got 0"),
+        (["evaluate", "mnist-unet", "--n", "1"], "--n must be in 2..5000"),
+        (["evaluate", "mini-sd", "--n", "1"], "--n does not apply"),
         (["sample", "mnist-unet", "--from", "no/such/run", "--out", "x.npz"], "--from no/such/run is not a folder"),
     ],
 )
@@ -196,3 +204,143 @@ def test_ancestral_sampling_on_few_steps_is_seeded_and_differs_from_ddim(tiny_mo
     main(args + ["--out", str(tmp_path / "d.npz")])
     ddpm, again, ddim = (np.load(tmp_path / f)["images"] for f in ("p1.npz", "p2.npz", "d.npz"))
     assert np.array_equal(ddpm, again) and not np.array_equal(ddpm, ddim)
+
+
+# The shipped course is never damaged: evaluate writes only where asked, publish checks what it
+# installs and keeps the better model, sample never writes over the course's files.
+
+SHIPPED = REPO_ROOT / "data" / "checkpoints"
+
+
+@pytest.fixture()
+def course_copy(tmp_path, monkeypatch):
+    """A data folder with MNIST (linked) and copies of the shipped classifier and mnist-fast; the
+    working directory is a fresh folder, so runs/ is made there."""
+    data = tmp_path / "data"
+    (data / "checkpoints").mkdir(parents=True)
+    (data / "mnist.npz").symlink_to(REPO_ROOT / "data" / "mnist.npz")
+    for name in ("mnist-classifier", "mnist-fast"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy2(SHIPPED / f"{name}{suffix}", data / "checkpoints" / f"{name}{suffix}")
+    monkeypatch.setenv("DIFFEDU_DATA", str(data))
+    monkeypatch.chdir(tmp_path)
+    return data / "checkpoints"
+
+
+def _hashes(folder):
+    return {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_evaluate_leaves_the_course_alone_and_writes_where_asked(course_copy, tmp_path, capsys):
+    """`evaluate mnist-fast --n 100` used to rewrite the tracked card (FID 15.141 became 90.032)."""
+    before = _hashes(course_copy)
+    assert main(["evaluate", "mnist-fast", "--n", "4"]) == 0
+    assert "not rewritten" in capsys.readouterr().out
+    assert main(["evaluate", "mnist-fast", "--n", "4", "--from", str(course_copy)]) == 0
+    assert _hashes(course_copy) == before
+    assert main(["evaluate", "mnist-fast", "--n", "4", "--out", str(tmp_path / "m.json")]) == 0
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["metrics"]["n"] == 4 and saved["metrics"]["measured_with"] == "python -m diffedu evaluate mnist-fast --n 4"
+    run = tmp_path / "runs" / "mnist-fast"
+    run.mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy2(course_copy / f"mnist-fast{suffix}", run / f"mnist-fast{suffix}")
+    assert main(["evaluate", "mnist-fast", "--n", "4", "--from", str(run)]) == 0  # a run's card: updated
+    assert json.loads((run / "mnist-fast.json").read_text())["metrics"]["n"] == 4
+    assert _hashes(course_copy) == before
+
+
+def _classifier_run(course_copy, run, change=None):
+    run.mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy2(course_copy / f"mnist-classifier{suffix}", run / f"mnist-classifier{suffix}")
+    if change:
+        card = json.loads((run / "mnist-classifier.json").read_text())
+        change(card)
+        (run / "mnist-classifier.json").write_text(json.dumps(card))
+    return run
+
+
+def _one_error_line(capsys) -> str:
+    """The one line on stderr, progress bars ("...%|███|...") aside."""
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_publish_refuses_a_damaged_run(course_copy, tmp_path, capsys):
+    """A truncated .safetensors used to be published with exit 0."""
+    before = _hashes(course_copy)
+    run = _classifier_run(course_copy, tmp_path / "runs" / "truncated")
+    weights = run / "mnist-classifier.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    assert main(["publish", "mnist-classifier", "--from", str(run)]) == 1
+    assert "mnist-classifier.safetensors is damaged" in _one_error_line(capsys)
+    assert _hashes(course_copy) == before
+
+
+def test_publish_keeps_the_better_model_unless_forced(course_copy, tmp_path, capsys):
+    """A 20-step classifier (accuracy 0.405) used to replace the shipped one (0.994) silently."""
+    before = _hashes(course_copy)
+    worse = _classifier_run(course_copy, tmp_path / "runs" / "worse", lambda card: card["metrics"].update(test_accuracy=0.405))
+    unmeasured = _classifier_run(course_copy, tmp_path / "runs" / "unmeasured", lambda card: card.update(metrics={}))
+    assert main(["publish", "mnist-classifier", "--from", str(worse)]) == 1
+    line = _one_error_line(capsys)
+    assert "worse than the one it would replace (test accuracy 0.405 against 0.994)" in line and "--force" in line
+    assert main(["publish", "mnist-classifier", "--from", str(unmeasured)]) == 1
+    assert "no metrics to compare" in _one_error_line(capsys)
+    assert _hashes(course_copy) == before
+    assert main(["publish", "mnist-classifier", "--from", str(worse), "--force"]) == 0
+    assert json.loads((course_copy / "mnist-classifier.json").read_text())["metrics"]["test_accuracy"] == 0.405
+
+
+def test_train_publishes_a_worse_model_only_with_force(course_copy, tmp_path, capsys):
+    before = _hashes(course_copy)
+    assert main(["train", "mnist-classifier", "--steps", "2", "--publish"]) == 1
+    line = _one_error_line(capsys)
+    assert "not published" in line and "publish mnist-classifier --from runs/mnist-classifier --force" in line
+    assert _hashes(course_copy) == before
+    assert main(["train", "mnist-classifier", "--steps", "2", "--publish", "--force", "--no-metrics"]) == 0
+    assert json.loads((course_copy / "mnist-classifier.json").read_text())["train_steps"] == 2
+
+
+def test_sample_never_writes_over_the_course_and_warns_about_unchecked_weights(tiny_model_dir, tmp_path, capsys):
+    mnist = REPO_ROOT / "data" / "mnist.npz"
+    before = sha256_of(mnist)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "mnist-unet", "--n", "2", "--steps", "2", "--out", str(mnist)])
+    assert exit_info.value.code == 2 and "the course's own files" in capsys.readouterr().err
+    assert sha256_of(mnist) == before
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(tiny_model_dir / "checkpoints" / "mnist-unet.safetensors", run)  # no model card
+    assert main(["sample", "mnist-unet", "--n", "2", "--steps", "2", "--from", str(run), "--out", str(tmp_path / "u.npz")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "has no model card" in warnings[0] and "unchecked" in warnings[0]
+
+
+SAVE = """
+import sys, torch
+from diffedu.models.checkpoints import file_sha256, save_checkpoint
+torch.manual_seed(0)
+model = torch.nn.Linear(16, 16)
+print(file_sha256(save_checkpoint(model, "tiny", {"in": 16, "out": 16}, {"finished": True}, sys.argv[1])))
+"""
+
+
+def test_identical_saves_write_identical_bytes_in_separate_processes(tmp_path):
+    """safetensors keeps metadata in a hash map: with two keys their order, and so the SHA-256,
+    changed from process to process (about half the time). One key makes the bytes repeatable."""
+    digests = {subprocess.run([sys.executable, "-c", SAVE, str(tmp_path / str(k))], capture_output=True, text=True,
+                              check=True).stdout.strip() for k in range(4)}
+    assert len(digests) == 1
+
+
+def test_weights_saved_with_the_older_two_metadata_keys_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.ones(2, 2)}, str(tmp_path / "old.safetensors"), metadata={"name": "old", "config": '{"in": 2}'})
+    digest = sha256_of(tmp_path / "old.safetensors")
+    (tmp_path / "old.json").write_text(json.dumps({"finished": True, "sha256": {"old.safetensors": digest}}))
+    state, config, _ = read_checkpoint("old", tmp_path)
+    assert config == {"in": 2} and torch.equal(state["weight"], torch.ones(2, 2))

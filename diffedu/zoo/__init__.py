@@ -22,7 +22,10 @@ without importing PyTorch. Adding a model is adding one module here.
     zoo.train("mnist-unet")                               # python -m diffedu train mnist-unet
 
 Training writes to runs/NAME/ (resumable checkpoints and the model so far); a finished run is
-copied into data/checkpoints only when asked (`publish`), atomically.
+copied into data/checkpoints only when asked (`publish`), atomically, once its files match its
+card, and only if it measures at least as well as the model it replaces (or with force=True).
+`evaluate` never rewrites the course's cards: it returns the metrics, and writes them into a run
+folder's card or a file of your choice.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import pkgutil
 import tempfile
 import time
@@ -49,7 +53,11 @@ class NamedModel:
     load(device, folder) -> the model, from folder (default: data/checkpoints).
     sample(model, n, **options) -> images (n, 1, 28, 28) in [-1, 1]; options as samplers.sample
         (diffusion models) or flow.sample_flow (flows); `samplers` lists the samplers it takes.
-    evaluate(model, n) -> metrics, which `zoo.evaluate` writes into the model card.
+    evaluate(model, n) -> metrics (`zoo.evaluate` adds when, how and on what they were measured).
+        n is the number of samples per measurement for models with `evaluation_n`, their default;
+        None means the evaluation has a fixed size (a test set, fixed prompts) and takes no n.
+    headline: the metrics `models` shows and `publish` compares, as label -> path into card["metrics"];
+        higher is better, except for labels that start with "FID".
     """
 
     name: str
@@ -66,10 +74,20 @@ class NamedModel:
     default_steps: int = 50  # `sample`'s steps when none are asked for
     configs: tuple[str, ...] = ("default",)  # sizes `train` offers (config_name=...; --config on the command line)
     headline: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> path into card["metrics"]
+    evaluation_n: int | None = None  # evaluate's default samples per measurement; None: a fixed-size evaluation
 
     @property
     def saved_files(self) -> tuple[str, ...]:
         return self.files or (f"{self.name}.safetensors", f"{self.name}.json")
+
+
+# evaluate's n for models that take one: FID needs two samples, and the real-vs-real FID of a card
+# compares the first n test digits with the next n, of 10,000 (diffedu.metrics.evaluate_samples)
+EVALUATION_N_RANGE = (2, 5000)
+
+
+class PublishRefused(RuntimeError):
+    """`publish` would replace a model with one that measures worse (or cannot be compared); force=True overrides."""
 
 
 def names() -> list[str]:
@@ -144,34 +162,115 @@ def card(name: str, folder: Path | None = None) -> dict:
     return read_model_card(name, folder)
 
 
-def evaluate(name: str, n: int = 1000, folder: Path | None = None, device="cpu") -> dict:
-    """Re-measure a named model (default: the shipped one) and write the metrics, with the date,
-    command and hardware, into its model card."""
-    from diffedu.models.checkpoints import hardware_description, read_model_card, write_model_card
-
+def check_evaluation_n(name: str, n: int | None) -> None:
+    """A ValueError (one line, what to do) when n does not apply to the model's evaluation or is out of range."""
     model = get(name)
     if model.evaluate is None:
-        raise ValueError(f"{name} has no evaluation")
+        raise ValueError(f"{name} has no evaluation: choose one of "
+                         f"{', '.join(m.name for m in all_models() if m.evaluate is not None)}")
+    if n is None:
+        return
+    if model.evaluation_n is None:
+        takes_n = ", ".join(m.name for m in all_models() if m.evaluation_n is not None)
+        raise ValueError(f"{name}'s evaluation has a fixed size, so --n does not apply: leave it out "
+                         f"(--n applies to {takes_n})")
+    low, high = EVALUATION_N_RANGE
+    if not low <= n <= high:
+        raise ValueError(f"--n must be in {low}..{high} for {name}, got {n}: FID needs 2 samples, and its real-vs-real "
+                         "baseline uses 2n of the 10,000 test digits")
+
+
+def evaluate(name: str, n: int | None = None, folder: Path | None = None, device="cpu", out: Path | None = None) -> dict:
+    """Measure a named model (default: the shipped one; n samples per measurement, default the
+    model's `evaluation_n`) and return the metrics with the date, command and hardware. They are
+    written into the model card of `folder` when it is a run folder (never into the course's
+    data/checkpoints) and into the JSON file `out` when given."""
+    from diffedu.models.checkpoints import (hardware_description, is_course_data, read_model_card,
+                                            write_model_card)
+
+    check_evaluation_n(name, n)
+    model = get(name)
+    n = n if n is not None else (model.evaluation_n or 0)  # 0: a fixed-size evaluation, which ignores it
+    command = f"python -m diffedu evaluate {name}" + (f" --n {n}" if n != (model.evaluation_n or 0) else "")
     metrics = model.evaluate(model.load(device, folder), n)
-    metrics.update(measured_with=f"python -m diffedu evaluate {name}", measured_on=time.strftime("%Y-%m-%d"),
-                   hardware=hardware_description())
-    model_card = read_model_card(name, folder)
-    model_card["metrics"] = metrics
-    write_model_card(name, model_card, folder)
+    metrics.update(measured_with=command, measured_on=time.strftime("%Y-%m-%d"), hardware=hardware_description())
+    if folder is not None and not is_course_data(folder):
+        model_card = read_model_card(name, folder)
+        model_card["metrics"] = metrics
+        write_model_card(name, model_card, folder)
+    if out is not None:
+        Path(out).write_text(json.dumps({"name": name, "folder": str(folder) if folder else "data/checkpoints",
+                                         "metrics": metrics}, indent=2) + "\n")
     return metrics
 
 
-def publish(name: str, source: Path, dest: Path | None = None) -> Path:
-    """Copy a finished model from its run folder into dest (default data/checkpoints), atomically."""
+def headline_values(name: str, card: dict) -> dict[str, float]:
+    """The headline metrics of a model card that are numbers: label -> value."""
+    values = {}
+    for label, keys in get(name).headline.items():
+        value = card.get("metrics", {})
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[label] = value
+    return values
+
+
+def lower_is_better(label: str) -> bool:
+    return label.upper().startswith("FID")
+
+
+def why_not_better(name: str, new_card: dict, old_card: dict) -> str | None:
+    """Why the model of new_card should not replace the one of old_card without force: a headline
+    metric is worse, or the new one has none to compare with. None when it may replace it (no
+    better, or nothing to compare against)."""
+    old, new = headline_values(name, old_card), headline_values(name, new_card)
+    if not old:
+        return None
+    shown = ", ".join(f"{label} {value}" for label, value in old.items())
+    common = [label for label in old if label in new]
+    if not common:
+        return f"the new {name} has no metrics to compare with the one it would replace ({shown})"
+    worse = [label for label in common
+             if (new[label] > old[label] if lower_is_better(label) else new[label] < old[label])]
+    if not worse:
+        return None
+    new_n, old_n = new_card.get("metrics", {}).get("n"), old_card.get("metrics", {}).get("n")
+    samples = f"; measured on {new_n} samples against {old_n}" if new_n and old_n and new_n != old_n else ""
+    return (f"the new {name} is worse than the one it would replace ("
+            + ", ".join(f"{label} {new[label]} against {old[label]}" for label in worse) + samples + ")")
+
+
+def publish(name: str, source: Path, dest: Path | None = None, force: bool = False) -> Path:
+    """Copy a finished model from its run folder into dest (default data/checkpoints), atomically.
+    Its files must match the SHA-256s its card lists (CheckpointError otherwise), and it must
+    measure at least as well as the model it replaces (PublishRefused otherwise, unless force)."""
+    from diffedu.models.checkpoints import CheckpointError, check_finished_run, checkpoint_dir, read_model_card
     from diffedu.models.checkpoints import publish as publish_files
 
-    return publish_files(list(get(name).saved_files), Path(source), dest)
+    model = get(name)
+    source, dest = Path(source), Path(dest) if dest is not None else checkpoint_dir()
+    if source.resolve() == dest.resolve():
+        raise CheckpointError(f"{source} is where {name} would be published to: give the run folder, e.g. runs/{name}")
+    new_card = check_finished_run(name, list(model.saved_files), source)
+    if not force:
+        try:
+            old_card = read_model_card(name, dest)
+        except CheckpointError:  # a damaged card: nothing to compare with, and replacing it is a repair
+            old_card = {}
+        reason = why_not_better(name, new_card, old_card)
+        if reason and not headline_values(name, new_card):
+            reason += f"; `python -m diffedu evaluate {name} --from {source}` measures it"
+        if reason:
+            raise PublishRefused(reason)
+    return publish_files(list(model.saved_files), source, dest)
 
 
 def describe(folder: Path | None = None) -> list[dict]:
     """One row per named model for `python -m diffedu models`: name, chapter, what it is, size
-    on disk, headline metrics and when they were measured (from its card), whether it is there."""
-    from diffedu.models.checkpoints import checkpoint_dir
+    on disk, headline metrics and when they were measured (from its card), whether it is there, and
+    "error": what is wrong with its card if it cannot be read ("" if nothing)."""
+    from diffedu.models.checkpoints import CheckpointError, checkpoint_dir
 
     folder = Path(folder) if folder is not None else checkpoint_dir()
     rows = []
@@ -180,8 +279,14 @@ def describe(folder: Path | None = None) -> list[dict]:
         present = all(path.exists() for path in paths)
         size = sum(p.stat().st_size for path in paths if path.exists()
                    for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
-        model_card = card(model.name, folder) if present else {}
+        error = ""
+        try:
+            model_card = card(model.name, folder) if present else {}
+        except CheckpointError as damaged:
+            model_card, error = {}, str(damaged)
         metrics = model_card.get("metrics", {})
+        if not isinstance(metrics, dict):
+            metrics = {}
         shown = []
         for label, keys in model.headline.items():
             value = metrics
@@ -192,7 +297,7 @@ def describe(folder: Path | None = None) -> list[dict]:
         rows.append({"name": model.name, "chapter": model.chapter, "summary": model.summary,
                      "size": size_text(size),
                      "metrics": ", ".join(shown), "measured_on": metrics.get("measured_on", model_card.get("trained_on", "")),
-                     "present": present})
+                     "present": present, "error": error})
     return rows
 
 

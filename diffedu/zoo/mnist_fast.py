@@ -103,5 +103,6 @@ def evaluate(model: UNet, n: int) -> dict:
 MODEL = NamedModel(
     name=NAME, chapter=8, summary=f"mnist-flow distilled to {STUDENT_STEPS} steps", train_config=TRAIN,
     train=train, load=load, sample=sample, evaluate=evaluate, samplers=("euler",), default_steps=STUDENT_STEPS,
+    evaluation_n=1000,
     headline={f"FID ({STUDENT_STEPS} steps)": (f"steps_{STUDENT_STEPS}", "fid"), "accuracy": (f"steps_{STUDENT_STEPS}", "accuracy")},
 )

@@ -143,6 +143,6 @@ def evaluate(model: LatentDiffusion, n: int) -> dict:
 
 MODEL = NamedModel(
     name=NAME, chapter=4, summary="latent diffusion on mnist-vae's latents", train_config=TRAIN,
-    train=train, load=load, sample=sample, evaluate=evaluate, recommended_guidance=1.5,
+    train=train, load=load, sample=sample, evaluate=evaluate, recommended_guidance=1.5, evaluation_n=1000,
     headline={"FID (w = 1.5)": ("guidance_1.5", "fid"), "accuracy": ("guidance_1.5", "accuracy")},
 )

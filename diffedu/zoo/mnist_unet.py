@@ -91,5 +91,6 @@ def evaluate(model: tuple[UNet, NoiseSchedule], n: int) -> dict:
 MODEL = NamedModel(
     name=NAME, chapter=3, summary="class-conditional pixel-space UNet", train_config=TRAIN,
     train=train, load=load, sample=sample, evaluate=evaluate, recommended_guidance=1.5, configs=tuple(CONFIGS),
+    evaluation_n=1000,
     headline={"FID (w = 1.5)": ("guidance_1.5", "fid"), "accuracy": ("guidance_1.5", "accuracy")},
 )
