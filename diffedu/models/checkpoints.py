@@ -207,7 +207,12 @@ def check_finished_run(name: str, files: list[str], folder: Path) -> dict:
         if unlisted:
             raise CheckpointError(f"{unlisted[0]} is not in the SHA-256 list of {card_path}, so it cannot be checked: "
                                   f"{train_again}")
-    verify_files(name, card, folder)
+    for relative, expected in hashes.items():
+        path = folder / relative
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing (the model card lists it): {train_again}")
+        if file_sha256(path) != expected:
+            raise CheckpointError(f"{path} is damaged: its SHA-256 differs from the one in {card_path}; {train_again}")
     return card
 
 
