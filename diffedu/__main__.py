@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-metrics", action="store_true", help="skip measuring the finished model (FID, accuracy: "
                        "minutes on a CPU); `python -m diffedu evaluate NAME --from RUN_DIR` measures it later")
     train.add_argument("--threads", type=threads_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    train.add_argument("--processes", type=positive_int, default=1, help="train on this many processes of this machine, "
+                       "data-parallel (diffedu/launch.py; one per GPU, or CPU processes sharing the cores); several "
+                       "machines: torchrun, see the README (default: 1)")
 
     publish = commands.add_parser("publish", help="copy a finished run's model into data/checkpoints",
                                   description="Copy the finished model of runs/NAME into data/checkpoints (atomically), "
@@ -354,7 +357,7 @@ def refused(error: Exception, name: str, source: Path, out: Path | None) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from diffedu.distributed import is_main_process
-    from diffedu.models.checkpoints import checkpoint_dir
+    from diffedu.models.checkpoints import TrainingInterrupted, checkpoint_dir
 
     run_dir = args.run_dir
     target = args.out or (checkpoint_dir() if args.publish else None)
@@ -362,8 +365,13 @@ def run_train(args: argparse.Namespace) -> int:
                                    "grad_accumulation_steps": args.grad_accumulation}.items() if v is not None}
     try:
         card = zoo.train(args.name, run_dir, run_dir, args.config, measure=not args.no_metrics, **overrides)
-    except KeyboardInterrupt:
-        print(f"interrupted: the last checkpoint is in {run_dir}; run the same command again to continue", file=sys.stderr)
+    except TrainingInterrupted:  # the training loop has said where it stopped and what it saved
+        return 130
+    except KeyboardInterrupt:  # before or after the training loop (loading data, measuring)
+        if is_main_process():
+            saved = (run_dir / "checkpoint.pt").is_file()
+            print(f"interrupted: {'the last checkpoint is in ' + str(run_dir) if saved else 'nothing was saved yet'}; "
+                  "run the same command again to continue", file=sys.stderr)
         return 130
     if not is_main_process():  # launched with several processes: the first one reports and publishes
         return 0
@@ -444,6 +452,19 @@ def run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 1 if damaged else 0
 
 
+def without_processes(argv: list[str]) -> list[str]:
+    """The command line with its --processes option taken out: what each launched process runs."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -453,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
         check_sample_args(args, parser)
     if args.command == "train":
         check_train_args(args, parser)
+        if args.processes > 1 and "RANK" not in os.environ:  # this is the launcher: start the processes
+            from diffedu.launch import launch
+
+            return launch([sys.executable, "-m", "diffedu", *without_processes(argv if argv is not None else sys.argv[1:])],
+                          args.processes)
     if args.command == "evaluate":
         check_evaluate_args(args, parser)
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-GRACE_SECONDS = 60  # after a process died: how long the others get to save before they are stopped
+GRACE_SECONDS = 30  # after Ctrl-C or a death: how long the processes get to save and stop before they are killed
 
 
 def free_port() -> int:
@@ -36,6 +36,7 @@ def worker_environment(rank: int, processes: int, port: int) -> dict[str, str]:
     """What process `rank` of `processes` is told: who it is, and where the group meets."""
     env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(processes),
            "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # no C++ warnings when Ctrl-C comes while the processes meet
     if "OMP_NUM_THREADS" not in os.environ:  # share the cores instead of each process taking them all
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
     return env
@@ -58,13 +59,13 @@ def launch(command: list[str], processes: int) -> int:
                 worker.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    died_at = None
+    stopping_since = None  # since when the processes should be stopping: after Ctrl-C, or after one died
     try:
         while any(worker.poll() is None for worker in workers):
-            if died_at is None and any(worker.returncode not in (None, 0, 130) for worker in workers):
-                died_at = time.monotonic()
-            if died_at is not None and time.monotonic() - died_at > GRACE_SECONDS:
-                for worker in workers:
+            if stopping_since is None and (interrupts or any(worker.returncode not in (None, 0) for worker in workers)):
+                stopping_since = time.monotonic()
+            if stopping_since is not None and time.monotonic() - stopping_since > GRACE_SECONDS:
+                for worker in workers:  # e.g. one still waiting to meet a process that is gone
                     if worker.poll() is None:
                         worker.kill()
             time.sleep(0.1)
@@ -72,9 +73,6 @@ def launch(command: list[str], processes: int) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     codes = [worker.returncode for worker in workers]
-    if died_at is not None and time.monotonic() - died_at > GRACE_SECONDS:
-        print(f"a process died and the others did not stop within {GRACE_SECONDS} s, so they were stopped: run the "
-              "same command again to continue from the last checkpoint", file=sys.stderr)
     if interrupts or any(code < 0 or code == 130 for code in codes):  # Ctrl-C, or killed: the run can go on
         return 130
     return next((code for code in codes if code != 0), 0)

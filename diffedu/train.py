@@ -382,7 +382,8 @@ def train(
                 if dist.any(stop.requested):
                     result.interrupted = True
                     if dist.is_main:
-                        print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue")
+                        print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to "
+                              "continue", file=sys.stderr)
                 elif dist.is_main:
                     print(f"time budget of {config.time_budget_minutes} min for this run reached at step {state.step} of "
                           f"{config.train_steps}: saving a checkpoint; run the same command again to continue")
@@ -407,11 +408,12 @@ def train(
         result.interrupted = True
         undo_step(state, step_rng_state, step_started)
         if state.consistent():
-            print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue")
+            message = f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue"
         else:  # stopped inside a step's update, which can be neither finished nor undone
             checkpoint_path = None
-            print("interrupted inside a step's update: the last checkpoint is kept; run the same command again to "
-                  "continue from it")
+            message = "interrupted inside a step's update: the last checkpoint is kept; run the same command again"
+        if dist.is_main:
+            print(message, file=sys.stderr)
     except RuntimeError as error:  # several processes: another one died, so this one's all-reduce failed
         if dist.world_size == 1 or not state.consistent():
             raise

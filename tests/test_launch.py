@@ -30,7 +30,7 @@ WORKER = textwrap.dedent(
     from diffedu.train import train
 
     slow = lambda model, batch, gen: (time.sleep(0.05), _loss(model, batch, gen))[1]
-    config = replace(CONFIG, train_steps={steps}, checkpoint_every=10**6)
+    config = replace(CONFIG, train_steps={steps}, checkpoint_every=10**6, checkpoint_minutes=0.5 / 60)
     result = train(_fresh_model(), slow, _problem(), config, {run_dir!r}, device="cpu", progress=False)
     sys.exit(130 if result.interrupted else 0)
     """
@@ -45,12 +45,12 @@ def _start(tmp_path: Path, steps: int = 10**6) -> subprocess.Popen:
                             text=True)
 
 
-def _wait_for_steps(process: subprocess.Popen, seconds: float = 2.5) -> list[psutil.Process]:
-    """Let the two processes train together for a while; returns them."""
-    deadline = time.time() + 60
-    while time.time() < deadline and len(psutil.Process(process.pid).children()) < 2:
+def _wait_for_steps(process: subprocess.Popen, run_dir: Path) -> list[psutil.Process]:
+    """Wait until the two processes train together (their first checkpoint, by the clock); returns them."""
+    deadline = time.time() + 90
+    while time.time() < deadline and not (run_dir / CHECKPOINT_FILE).exists():
         time.sleep(0.1)
-    time.sleep(seconds)
+    time.sleep(1.0)
     return psutil.Process(process.pid).children()
 
 
@@ -63,7 +63,7 @@ def test_two_processes_finish_with_exit_0(tmp_path):
 
 def test_ctrl_c_on_the_launcher_prints_once_saves_once_and_exits_130(tmp_path):
     process = _start(tmp_path)
-    _wait_for_steps(process)
+    _wait_for_steps(process, tmp_path / "run")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130
@@ -77,7 +77,7 @@ def test_ctrl_c_on_the_launcher_prints_once_saves_once_and_exits_130(tmp_path):
 @pytest.mark.parametrize("killed", [0, 1])
 def test_a_killed_process_leaves_a_checkpoint_from_the_survivor(tmp_path, killed):
     process = _start(tmp_path)
-    workers = _wait_for_steps(process)
+    workers = _wait_for_steps(process, tmp_path / "run")
     workers[killed].kill()
     out, err = process.communicate(timeout=90)
     assert process.returncode == 130
@@ -91,3 +91,31 @@ def test_a_killed_process_leaves_a_checkpoint_from_the_survivor(tmp_path, killed
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)["step"] == saved["step"] + 4
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "diffedu", "train", "mnist-classifier", "--processes", "2",
+                             "--run-dir", str(tmp_path / "run"), "--no-metrics", *args], env=ENV, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_command_line_trains_on_two_processes_and_reports_once(tmp_path):
+    out, err = _cli(tmp_path, "--steps", "4").communicate(timeout=180)
+    assert "Traceback" not in err, err
+    assert out.count("finished: 4 steps") == 1, out
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)["processes"] == 2
+
+
+def test_ctrl_c_on_the_command_line_with_two_processes(tmp_path):
+    process = _cli(tmp_path, "--steps", "100000")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "run").exists():
+        time.sleep(0.2)
+    time.sleep(6)  # training has started (if not, the launcher stops the processes after its grace period)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    said = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(said) == 1, err
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE)["step"] > 0
