@@ -474,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         check_sample_args(args, parser)
     if args.command == "train":
         check_train_args(args, parser)
+        if args.processes > (os.cpu_count() or 1):
+            parser.error(f"--processes {args.processes} is more than this machine's {os.cpu_count()} cores: one process "
+                         "per GPU, or at most one per core")
         if args.processes > 1 and "RANK" not in os.environ:  # this is the launcher: start the processes
             from diffedu.launch import launch
 

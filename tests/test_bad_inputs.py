@@ -299,6 +299,8 @@ CASES = [
     ("train-seed-2-70", [*TRAIN, "--seed", BIG], "0..2**63-1"),
     ("train-threads-0", [*TRAIN, "--threads", "0"], "--threads"),
     ("train-threads-1000", [*TRAIN, "--threads", "1000"], "the CPU threads of this machine"),
+    ("train-processes-0", [*TRAIN, "--processes", "0"], "--processes"),
+    ("train-processes-1000", [*TRAIN, "--processes", "1000"], "one process per GPU, or at most one per core"),
     ("train-config-unknown", [*TRAIN, "--config", "huge"], "has no --config huge"),
     ("train-grad-accumulation-0", [*TRAIN, "--grad-accumulation", "0"], "--grad-accumulation"),
     ("train-grad-accumulation-3", [*TRAIN, "--grad-accumulation", "3"], "does not split"),
