@@ -27,6 +27,7 @@ continue on another number of processes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -224,6 +225,19 @@ def save(state: TrainingState, checkpoint_path: Path | None, config: TrainConfig
         state.dist.wait_for_everyone()
 
 
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device):
+    """PyTorch's global random stream (what dropout draws from), seeded with `seed` inside the block
+    and put back as it was afterwards: the masks of a step depend on the step alone, so a resumed
+    run draws the same ones, and training leaves the caller's random stream untouched."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
 def train_step(state: TrainingState, loss_fn: Callable, data: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:
     """One optimizer step: draw the global batch, compute the loss on this process's shard (in
     micro-batches), backward, average the gradients over all processes, clip, AdamW with the
@@ -245,7 +259,7 @@ def train_step(state: TrainingState, loss_fn: Callable, data: list[torch.Tensor]
         shard = dist.rank * accumulation + k  # its place in the global batch
         rows = index[shard * micro:(shard + 1) * micro].to(dist.device)
         generator = torch.Generator().manual_seed(step_seed + shard)  # this shard's noise, whoever computes it
-        with dist.autocast():
+        with dist.autocast(), seeded_global_rng(step_seed + shard, dist.device):  # dropout's masks too
             loss = loss_fn(state.model, [d[rows] for d in data], generator)
         dist.backward(loss / accumulation)  # the micro-batches' gradients add up
         total += loss.detach().float()

@@ -41,8 +41,8 @@ def _loss(model, batch, generator):
     return torch.nn.functional.mse_loss(model(x + 0.01 * torch.randn(x.shape, generator=generator)), y)
 
 
-def _model():
-    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+def _model():  # with dropout: its masks come from PyTorch's global random stream
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
 
 
 def _fresh_model():
@@ -172,6 +172,12 @@ def test_a_keyboard_interrupt_raised_inside_the_step_resumes_exactly(tmp_path, s
     second = _run(tmp_path)
     assert second.resumed_from == saved_step
     _same(second, straight)
+
+
+def test_training_leaves_the_global_random_stream_alone():
+    before = torch.random.get_rng_state()
+    _run(config=replace(CONFIG, train_steps=5))
+    assert torch.equal(torch.random.get_rng_state(), before)
 
 
 def test_checkpoints_come_by_the_clock_too(tmp_path):
