@@ -8,6 +8,10 @@
     checkpoints     saving and loading weights with their model card
 """
 
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
 from torch import nn
 
 from diffedu.models.mlp import ToyMLP
@@ -19,4 +23,16 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ToyMLP", "count_parameters", "timestep_embedding"]
+Built = TypeVar("Built")
+
+
+def build_seeded(make: Callable[[], Built], seed: int = 0) -> Built:
+    """make(), with the random initial weights drawn from `seed`: the same weights every time, and
+    PyTorch's global random stream left as it was (torch.manual_seed in a builder would silently
+    reset the learner's). Weights are initialised on the CPU, so only its stream is seeded."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        return make()
+
+
+__all__ = ["ToyMLP", "build_seeded", "count_parameters", "timestep_embedding"]

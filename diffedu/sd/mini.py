@@ -41,6 +41,7 @@ from diffedu.course.captions import EVAL_TEMPLATE, TEMPLATES, all_captions, capt
 from diffedu.latents import scaled_latents
 from diffedu.losses import noise_prediction_loss
 from diffedu.metrics import load_classifier, predict_labels
+from diffedu.models import build_seeded
 from diffedu.models.checkpoints import CheckpointError, checkpoint_dir, read_model_card, verify_files, warn_if_unfinished
 from diffedu.models.vae import kl_to_standard_normal, sample_posterior
 from diffedu.schedules import NoiseSchedule, schedule_from_betas
@@ -93,14 +94,17 @@ def scaled_linear_schedule(num_train_timesteps: int = 1000) -> NoiseSchedule:
 
 
 def build_parts(tokenizer: CLIPTokenizer) -> tuple[AutoencoderKL, CLIPTextModel, UNet2DConditionModel]:
-    """Freshly initialised VAE, text encoder and UNet (the same seed gives the same weights)."""
-    torch.manual_seed(0)
-    vae = AutoencoderKL(**VAE_CONFIG)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, **TEXT_CONFIG))
-    unet = UNet2DConditionModel(**UNET_CONFIG)
-    return vae, text_encoder, unet
+    """Freshly initialised VAE, text encoder and UNet: the same weights every time (seed 0), and the
+    global random stream left alone."""
+    def make():
+        vae = AutoencoderKL(**VAE_CONFIG)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, **TEXT_CONFIG))
+        unet = UNet2DConditionModel(**UNET_CONFIG)
+        return vae, text_encoder, unet
+
+    return build_seeded(make)
 
 
 def tokenize(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:

@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from diffedu.course.data import load_mnist
 from diffedu.metrics import accuracy, load_classifier
+from diffedu.models import build_seeded
 from diffedu.models.checkpoints import model_card, save_checkpoint, stop_if_interrupted
 from diffedu.models.classifier import MnistClassifier, classification_loss
 from diffedu.train import TrainConfig, train as train_loop
@@ -24,9 +23,8 @@ TRAIN = TrainConfig(train_steps=1500, batch_size=128, lr=2e-3, warmup_steps=100,
 def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) -> dict:
     """Train and save the classifier (EMA weights); its card holds the test accuracy."""
     config = replace(TRAIN, **overrides)
-    torch.manual_seed(config.seed)
     train_set, test_set = load_mnist("train"), load_mnist("test")
-    result = train_loop(MnistClassifier(), classification_loss, (train_set.images, train_set.labels), config, run_dir)
+    result = train_loop(build_seeded(MnistClassifier, config.seed), classification_loss, (train_set.images, train_set.labels), config, run_dir)
     stop_if_interrupted(result)
     classifier = result.ema.cpu().eval()
     metrics = {"test_accuracy": round(accuracy(classifier, test_set.images, test_set.labels), 4)} if measure else {}

@@ -20,7 +20,7 @@ from diffedu.course.data import load_mnist
 from diffedu.latents import decode, encode, scaled_latents
 from diffedu.losses import DiffusionSettings, diffusion_loss_fn
 from diffedu.metrics import evaluate_samples
-from diffedu.models import count_parameters
+from diffedu.models import build_seeded, count_parameters
 from diffedu.models.checkpoints import (
     CheckpointError, checkpoint_paths, file_sha256, folder_beside, model_card, read_checkpoint, save_checkpoint, stop_if_interrupted,
 )
@@ -98,8 +98,7 @@ def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) ->
     mean, log_var = encode(vae, train_set.images)  # once: the VAE is frozen
     encode_seconds = time.perf_counter() - start
     schedule = DIFFUSION.noise_schedule()
-    torch.manual_seed(0)  # the same initial weights every time
-    unet = UNet(MODEL_CONFIG)
+    unet = build_seeded(lambda: UNet(MODEL_CONFIG))  # the same initial weights every time
     print(f"latent UNet with {count_parameters(unet) / 1e6:.2f}M parameters; training set encoded in {encode_seconds:.0f} s")
     loss_fn = latent_diffusion_loss_fn(schedule, DIFFUSION, vae.config.scaling_factor)
     result = train_loop(unet, loss_fn, (mean, log_var, train_set.labels), config, run_dir)

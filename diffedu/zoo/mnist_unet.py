@@ -13,7 +13,7 @@ import torch
 from diffedu.course.data import load_mnist
 from diffedu.losses import DiffusionSettings, diffusion_loss_fn
 from diffedu.metrics import evaluate_samples
-from diffedu.models import count_parameters
+from diffedu.models import build_seeded, count_parameters
 from diffedu.models.checkpoints import model_card, read_checkpoint, save_checkpoint, stop_if_interrupted
 from diffedu.models.unet import UNet, UNetConfig
 from diffedu.samplers import sample as sample_images
@@ -34,10 +34,10 @@ BIG_TRAIN = TrainConfig(train_steps=50_000, batch_size=512, lr=1e-3, warmup_step
 CONFIGS = {"default": (MODEL_CONFIG, TRAIN), "big": (BIG_MODEL_CONFIG, BIG_TRAIN)}
 
 
-def build(config: UNetConfig = MODEL_CONFIG) -> UNet:
-    """A freshly initialised UNet: the same initial weights every time."""
-    torch.manual_seed(0)
-    return UNet(config)
+def build(config: UNetConfig = MODEL_CONFIG, seed: int = 0) -> UNet:
+    """A freshly initialised UNet: the same initial weights for the same seed (the global random
+    stream is left alone)."""
+    return build_seeded(lambda: UNet(config), seed)
 
 
 def train(run_dir: Path, out_folder: Path, config_name: str = "default", measure: bool = True,

@@ -12,7 +12,7 @@ import torch
 
 from diffedu.course.data import load_mnist
 from diffedu.latents import encode, latent_scale_factor, reconstruction_metrics
-from diffedu.models import count_parameters
+from diffedu.models import build_seeded, count_parameters
 from diffedu.models.checkpoints import model_card, read_checkpoint, save_checkpoint, stop_if_interrupted
 from diffedu.models.vae import VAE, VAEConfig, vae_loss
 from diffedu.train import TrainConfig, train as train_loop
@@ -38,8 +38,7 @@ def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) ->
     its reconstructions on the whole test set; save EMA weights and model card."""
     config = replace(TRAIN, **overrides)
     train_set = load_mnist("train")
-    torch.manual_seed(0)  # the same initial weights every time
-    vae = VAE(MODEL_CONFIG)
+    vae = build_seeded(lambda: VAE(MODEL_CONFIG))  # the same initial weights every time
     print(f"VAE with {count_parameters(vae) / 1e6:.2f}M parameters")
     result = train_loop(vae, vae_loss_fn(BETA), (train_set.images,), config, run_dir)
     stop_if_interrupted(result)
