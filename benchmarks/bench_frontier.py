@@ -120,7 +120,8 @@ def main() -> None:
     plan = []
     for name in args.models:
         plan += [(name, "sweep", "ddim", SWEEP_STEPS, w) for w in GUIDANCES]
-        runs = [("ddim", s) for s in DDIM_STEPS] + [("heun", s) for s in HEUN_STEPS] + [("ddpm" if s == 1000 else "ancestral", s) for s in DDPM_STEPS]
+        runs = ([("ddim", s) for s in DDIM_STEPS] + [("heun", s) for s in HEUN_STEPS]
+                + [("ddpm" if s == 1000 else "ancestral", s) for s in DDPM_STEPS])
         plan += [(name, "frontier", sampler, steps, 1.0) for sampler, steps in sorted(runs, key=lambda r: model_calls(r[0], r[1], 1.0))]
     done = {(r["model"], r["table"], r["sampler"], r["steps"], r["guidance"]) for r in results["rows"]}
     skipped = {tuple(entry.split(":")[:2]) + (int(entry.split(":")[2]),) for entry in args.skip}

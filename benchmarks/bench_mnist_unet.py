@@ -71,7 +71,8 @@ def main() -> None:
                 "accuracy": round(accuracy(classifier, images, labels), 4),
             }
             results["rows"].append(row)
-            print(f"{row['sampler']:>10} {guidance:>8} {n:>5} {row['seconds_per_image']:>8} {row['seconds_total']:>8} {row['fid']:>7} {real_fid[n]:>8} {row['accuracy']:>8}", flush=True)
+            print(f"{row['sampler']:>10} {guidance:>8} {n:>5} {row['seconds_per_image']:>8} {row['seconds_total']:>8} "
+                  f"{row['fid']:>7} {real_fid[n]:>8} {row['accuracy']:>8}", flush=True)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -162,7 +162,8 @@ def predict_velocity(model, x: torch.Tensor, t: float) -> torch.Tensor:
     with autocast(x.device):
         velocity = model(x, time_input)
     if velocity.shape != x.shape:
-        raise ValueError(f"the model returned shape {tuple(velocity.shape)} for input {tuple(x.shape)}: it must predict a velocity of the input's shape")
+        raise ValueError(f"the model returned shape {tuple(velocity.shape)} for input {tuple(x.shape)}: "
+                         "it must predict a velocity of the input's shape")
     return velocity.float()
 
 

@@ -19,7 +19,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 GRACE_SECONDS = 30  # after Ctrl-C or a death: how long the processes get to save and stop before they are killed

@@ -145,8 +145,10 @@ def kid_from_features(features_a: torch.Tensor, features_b: torch.Tensor, subset
 def inception_score_from_probs(probs: torch.Tensor) -> float:
     """exp(mean over x of KL(p(y | x) || p(y))) with p(y) the mean of p(y | x), eq. (6.4) (Salimans et al.
     2016): from 1 (every sample the same blur of classes) to K (confident, all K classes equally)."""
-    if probs.ndim != 2 or probs.shape[0] < 1 or (probs < 0).any() or not torch.allclose(probs.sum(1), torch.ones(probs.shape[0], dtype=probs.dtype), atol=1e-4):
-        raise ValueError(f"need class probabilities (N, K) with rows summing to 1, got shape {tuple(probs.shape)}: apply softmax to logits first")
+    rows_sum_to_one = probs.ndim == 2 and torch.allclose(probs.sum(1), torch.ones(probs.shape[0], dtype=probs.dtype), atol=1e-4)
+    if probs.ndim != 2 or probs.shape[0] < 1 or (probs < 0).any() or not rows_sum_to_one:
+        raise ValueError(f"need class probabilities (N, K) with rows summing to 1, got shape {tuple(probs.shape)}: "
+                         "apply softmax to logits first")
     probs = probs.double()
     marginal = probs.mean(0, keepdim=True)  # p(y), (1, K)
     kl = (probs * (probs.clamp(min=1e-12).log() - marginal.clamp(min=1e-12).log())).sum(1)  # (N,)

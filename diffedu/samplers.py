@@ -256,7 +256,8 @@ def predict_noise(model: NoisePredictor, x: torch.Tensor, t: int) -> torch.Tenso
     with autocast(x.device):
         eps = model(x, t_batch)
     if eps.shape != x.shape:
-        raise ValueError(f"the model returned shape {tuple(eps.shape)} for input {tuple(x.shape)}: it must predict eps with the input's shape")
+        raise ValueError(f"the model returned shape {tuple(eps.shape)} for input {tuple(x.shape)}: "
+                         "it must predict eps with the input's shape")
     return eps.float()
 
 

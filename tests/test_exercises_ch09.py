@@ -1,7 +1,6 @@
 """Chapter 09 checkers: stub -> not attempted, wrong -> hint, reference -> correct."""
 
 import pytest
-import torch
 
 from diffedu.exercises import ch09
 from solutions import ch09 as reference

@@ -11,7 +11,7 @@ from diffedu import flow
 from diffedu.distill import distillation_loss_fn, student_times, two_step_target
 from diffedu.models.unet import UNet, UNetConfig
 from diffedu.samplers import ddim_step
-from diffedu.schedules import make_schedule, q_sample
+from diffedu.schedules import make_schedule
 from diffedu.toy import exact_velocity, make_toy_mixture
 
 TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_heads=2, groups=4, patch_size=2)

@@ -54,3 +54,13 @@ def test_building_mini_sd_keeps_the_random_stream_and_the_weights():
                                         **mini.TEXT_CONFIG)),
            UNet2DConditionModel(**mini.UNET_CONFIG))
     assert all(_same_weights(a, b) for a, b in zip(parts, old))
+
+
+def test_importing_mini_sd_leaves_transformers_logging_alone():
+    import subprocess
+    import sys
+
+    code = ("from transformers.utils import logging; logging.set_verbosity_info(); import diffedu.sd.mini; "
+            "print(logging.get_verbosity())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "20"  # logging.INFO, as the caller set it

@@ -163,7 +163,8 @@ def test_notebook_is_unchanged_by_nbformat_and_by_running_it_in_jupyterlab(path,
 
 def test_repository_address_lives_in_one_place():
     assert PROJECT["urls"]["Homepage"] == REPO_URL
-    hits = [p for p in ROOT.rglob("*.py") if not any(part.startswith(".venv") for part in p.parts) and REPO_URL in p.read_text() and p.name != "colab.py"]
+    hits = [p for p in ROOT.rglob("*.py")
+            if not any(part.startswith(".venv") for part in p.parts) and REPO_URL in p.read_text() and p.name != "colab.py"]
     assert hits == [], f"the repository address is spelled out again in {hits}: import diffedu.course.colab.REPO_URL"
 
 

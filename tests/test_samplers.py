@@ -159,7 +159,8 @@ def test_sampling_loops_reach_a_known_point_and_are_reproducible():
 
 def test_ddim_with_eta_zero_is_deterministic_given_x_T():
     s = make_schedule("linear")
-    model = lambda x, t: x * (t.float() / (t.float() + 1)).reshape(-1, 1, 1, 1)  # diffusers' fake model
+    def model(x, t):
+        return x * (t.float() / (t.float() + 1)).reshape(-1, 1, 1, 1)  # diffusers' fake model
     a = ddim_sample(model, SHAPE, s, steps=25, generator=torch.Generator().manual_seed(7), progress=False)
     b = ddim_sample(model, SHAPE, s, steps=25, generator=torch.Generator().manual_seed(7), progress=False)
     assert torch.equal(a.samples, b.samples)

@@ -11,7 +11,7 @@ from diffedu.course.captions import TEMPLATES, all_captions, caption, random_cap
 from diffedu.sd import hub
 from diffedu.sd.memory import PipelineSettings, apply_settings, choose_settings, peak_memory_mb
 from diffedu.sd.mini import (
-    MAX_TOKENS, SCHEDULER_CONFIG, caption_table, crop_to_28, load_pipeline, load_tokenizer, pad_to_32, prompt_adherence,
+    MAX_TOKENS, caption_table, crop_to_28, load_pipeline, load_tokenizer, pad_to_32, prompt_adherence,
     scaled_linear_schedule, tokenize,
 )
 

@@ -69,7 +69,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 def test_time_budget_stops_and_saves(tmp_path):
     from dataclasses import replace
 
-    result = train(_model(), _loss, _problem(), replace(CONFIG, train_steps=10**9, time_budget_minutes=0.002), tmp_path, device="cpu", progress=False)
+    config = replace(CONFIG, train_steps=10**9, time_budget_minutes=0.002)
+    result = train(_model(), _loss, _problem(), config, tmp_path, device="cpu", progress=False)
     assert not result.finished and 0 < result.step < 10**9
     state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
     assert state["step"] == result.step
@@ -80,7 +81,8 @@ def test_budget_is_per_call_so_running_again_finishes(tmp_path):
     trains for up to its own budget, so running the command again always makes progress."""
     from dataclasses import replace
 
-    slow = lambda model, batch, gen: (time.sleep(0.01), _loss(model, batch, gen))[1]
+    def slow(model, batch, gen):
+        return (time.sleep(0.01), _loss(model, batch, gen))[1]
     config = replace(CONFIG, train_steps=400, time_budget_minutes=0.25 / 60)  # a quarter of a second a call
     steps_seen, result = [], None
     for _ in range(200):

@@ -147,7 +147,8 @@ def test_a_keyboard_interrupt_raised_inside_the_step_resumes_exactly(tmp_path, s
 
     loss_fn = _loss
     if where == "loss":
-        loss_fn = lambda model, batch, generator: (boom(), _loss(model, batch, generator))[1]
+        def loss_fn(model, batch, generator):
+            return (boom(), _loss(model, batch, generator))[1]
     else:
         original = train_module.update_ema
         monkeypatch.setattr(train_module, "update_ema", lambda *args: (boom(), original(*args)))
@@ -169,7 +170,8 @@ def test_training_leaves_the_global_random_stream_alone():
 
 def test_checkpoints_come_by_the_clock_too(tmp_path):
     """With checkpoints every 10**6 steps, the clock (checkpoint_minutes) still saves the run."""
-    slow = lambda model, batch, generator: (time.sleep(0.01), _loss(model, batch, generator))[1]
+    def slow(model, batch, generator):
+        return (time.sleep(0.01), _loss(model, batch, generator))[1]
     config = replace(CONFIG, train_steps=10**6, checkpoint_every=10**6, checkpoint_minutes=0.1 / 60,
                      time_budget_minutes=0.6 / 60)
     saves = []

@@ -11,7 +11,8 @@ from diffedu.schedules import make_schedule
 SMALL = UNetConfig(base_channels=16, channel_mults=(1, 2), attention_heads=2, groups=4)
 
 
-@pytest.mark.parametrize("config", [SMALL, UNetConfig(base_channels=16, channel_mults=(1, 2, 2), groups=4, attention_heads=2, patch_size=2, num_classes=None)])
+@pytest.mark.parametrize("config", [SMALL, UNetConfig(base_channels=16, channel_mults=(1, 2, 2), groups=4, attention_heads=2,
+                                                     patch_size=2, num_classes=None)])
 def test_output_has_the_input_shape(config):
     model = UNet(config)
     x = torch.randn(3, 1, 28, 28)

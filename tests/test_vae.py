@@ -72,7 +72,8 @@ def test_a_short_training_run_improves_reconstructions():
     images = load_mnist("train").images[:512]
     vae = VAE(SMALL)
     before = vae_loss(vae, images, torch.Generator().manual_seed(0), 0.01)[1]["reconstruction"].item()
-    result = train(vae, vae_loss_fn(0.01), (images,), TrainConfig(train_steps=60, batch_size=64, lr=3e-3, warmup_steps=5), progress=False, device="cpu")
+    config = TrainConfig(train_steps=60, batch_size=64, lr=3e-3, warmup_steps=5)
+    result = train(vae, vae_loss_fn(0.01), (images,), config, progress=False, device="cpu")
     after = vae_loss(result.model, images, torch.Generator().manual_seed(0), 0.01)[1]["reconstruction"].item()
     assert after < 0.7 * before, (before, after)
 

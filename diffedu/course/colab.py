@@ -114,7 +114,8 @@ def sync_readme(readme: Path, url: str | None = None) -> bool:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
-        sys.exit("usage: [DIFFEDU_REPO=URL] python -m diffedu.course.colab   (rewrites the chapters' install cells and badges, and the README's badge)")
+        sys.exit("usage: [DIFFEDU_REPO=URL] python -m diffedu.course.colab   "
+                 "(rewrites the chapters' install cells and badges, and the README's badge)")
     root = REPO_ROOT
     for changed_path in sync_chapters(root / "chapters"):
         print(f"updated {changed_path}")

@@ -74,7 +74,8 @@ def _enable_colab_widgets() -> None:
         pass
 
 
-def noise_explorer(x0: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tensor, static_steps: Sequence[int] = (0, 100, 250, 500, 750, 999)):
+def noise_explorer(x0: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tensor,
+                   static_steps: Sequence[int] = (0, 100, 250, 500, 750, 999)):
     """A slider over the code index k showing x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (eq. 1.5), t = k + 1.
 
     Args:
@@ -100,7 +101,8 @@ def noise_explorer(x0: torch.Tensor, schedule: NoiseSchedule, noise: torch.Tenso
     def draw(k: int):
         with plt.rc_context(style):
             x_t = q_sample(x0, k, noise, schedule)
-            show_images(x_t, nrow=x0.shape[0], title=f"code k = {k} (paper t = {k + 1}), alpha_bar = {schedule.alpha_bar[k]:.4f}, SNR = {schedule.snr[k]:.3g}")
+            show_images(x_t, nrow=x0.shape[0], title=f"code k = {k} (paper t = {k + 1}), "
+                                                     f"alpha_bar = {schedule.alpha_bar[k]:.4f}, SNR = {schedule.snr[k]:.3g}")
             plt.show()
 
     slider = widgets.IntSlider(value=0, min=0, max=schedule.num_train_timesteps - 1, step=1, description="code k", continuous_update=False)

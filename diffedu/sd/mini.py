@@ -21,6 +21,7 @@ data/checkpoints/mini-sd, with a model card (mini-sd.json).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -31,12 +32,6 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 
-_verbosity = transformers_logging.get_verbosity()
-transformers_logging.set_verbosity_error()  # importing SD's pipeline warns that torchvision is missing; only the (unused) safety checker needs it
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
-from diffusers.utils import logging as diffusers_logging  # noqa: E402
-transformers_logging.set_verbosity(_verbosity)
-
 from diffedu.course.captions import EVAL_TEMPLATE, TEMPLATES, all_captions, caption
 from diffedu.latents import scaled_latents
 from diffedu.losses import noise_prediction_loss
@@ -45,6 +40,22 @@ from diffedu.models import build_seeded
 from diffedu.models.checkpoints import CheckpointError, checkpoint_dir, read_model_card, verify_files, warn_if_unfinished
 from diffedu.models.vae import kl_to_standard_normal, sample_posterior
 from diffedu.schedules import NoiseSchedule, schedule_from_betas
+
+
+@contextlib.contextmanager
+def transformers_errors_only():
+    """Transformers' log shows errors only inside the block, and whatever it showed before afterwards."""
+    before = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(before)
+
+
+with transformers_errors_only():  # importing SD's pipeline warns that torchvision is missing: only the unused safety checker needs it
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import logging as diffusers_logging
 
 NAME = "mini-sd"
 IMAGE_SIZE = 32  # MNIST padded from 28 (the pipeline needs multiples of 8)

@@ -24,7 +24,8 @@ def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) ->
     """Train and save the classifier (EMA weights); its card holds the test accuracy."""
     config = replace(TRAIN, **overrides)
     train_set, test_set = load_mnist("train"), load_mnist("test")
-    result = train_loop(build_seeded(MnistClassifier, config.seed), classification_loss, (train_set.images, train_set.labels), config, run_dir)
+    classifier = build_seeded(MnistClassifier, config.seed)
+    result = train_loop(classifier, classification_loss, (train_set.images, train_set.labels), config, run_dir)
     stop_if_interrupted(result)
     classifier = result.ema.cpu().eval()
     metrics = {"test_accuracy": round(accuracy(classifier, test_set.images, test_set.labels), 4)} if measure else {}
