@@ -40,10 +40,8 @@ make_venv() {  # make_venv DIR
     command -v "$PYTHON" >/dev/null || fail "no '$PYTHON' found: install Python 3.10 or newer, or set PYTHON=/path/to/python3"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
         || fail "$("$PYTHON" --version 2>&1) is too old: the course needs Python 3.10 or newer (set PYTHON=...)"
-    if [ ! -x "$1/bin/python" ]; then
-        echo "==> creating a virtual environment in $1"
-        "$PYTHON" -m venv "$1" || fail "could not create $1 (on Debian/Ubuntu: apt install python3-venv)"
-    fi
+    echo "==> creating a virtual environment in $1"
+    "$PYTHON" -m venv "$1" || fail "could not create $1 (on Debian/Ubuntu: apt install python3-venv)"
 }
 
 reachable() {  # reachable URL: answers within 5 s?

@@ -29,49 +29,4 @@ The course's infrastructure (diffedu/course/, diffedu/exercises/):
     exercises/  the auto-checked exercises
 """
 
-from __future__ import annotations
-
-import importlib
-
-# The names below are imported on first use, so that `python -m diffedu --help` answers
-# without loading PyTorch. `diffedu.q_sample` works as usual.
-_EXPORTS = {
-    "load_mnist": "diffedu.course.data", "sample": "diffedu.samplers",
-    "autocast": "diffedu.course.device", "get_device": "diffedu.course.device", "randn": "diffedu.course.device",
-    "seed_everything": "diffedu.course.device",
-    "fast_or_full": "diffedu.course.fast", "is_fast_mode": "diffedu.course.fast",
-    "environment_report": "diffedu.course.report",
-    "ddim_sample": "diffedu.samplers", "ddim_step": "diffedu.samplers", "ddpm_sample": "diffedu.samplers",
-    "ddpm_step": "diffedu.samplers", "predict_x0_from_eps": "diffedu.samplers", "q_posterior": "diffedu.samplers",
-    "NoiseSchedule": "diffedu.schedules", "make_schedule": "diffedu.schedules", "q_sample": "diffedu.schedules",
-}
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'diffedu' has no attribute {name!r}")
-
-
 __version__ = "0.1.0"
-
-__all__ = [
-    "NoiseSchedule",
-    "autocast",
-    "ddim_sample",
-    "ddim_step",
-    "ddpm_sample",
-    "ddpm_step",
-    "environment_report",
-    "fast_or_full",
-    "get_device",
-    "is_fast_mode",
-    "load_mnist",
-    "make_schedule",
-    "predict_x0_from_eps",
-    "q_posterior",
-    "q_sample",
-    "randn",
-    "sample",
-    "seed_everything",
-]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from diffedu.course.checks import broadcast_to_batch
 from diffedu.course.device import randn
 from diffedu.flow import TIME_SCALE, euler_step, flow_path
 from diffedu.guidance import guided_noise_predictor
@@ -39,7 +40,7 @@ def two_step_target(teacher, x_t: torch.Tensor, t: torch.Tensor, t_next: torch.T
     t_mid = (t + t_next) / 2
     x_mid = euler_step(x_t, t, t_mid, teacher(x_t, t * TIME_SCALE).float())
     x_next = euler_step(x_mid, t_mid, t_next, teacher(x_mid, t_mid * TIME_SCALE).float())
-    return (x_next - x_t) / (t_next - t).reshape(-1, *([1] * (x_t.ndim - 1)))
+    return (x_next - x_t) / broadcast_to_batch(t_next - t, x_t)
 
 
 def distillation_loss_fn(teacher, student_steps: int, guidance: float = 1.0):

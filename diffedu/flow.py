@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from diffedu.course.checks import check_finite
+from diffedu.course.checks import broadcast_to_batch, check_finite
 from diffedu.course.device import autocast, randn
 from diffedu.course.progress import tqdm
 from diffedu.guidance import guided_noise_predictor
@@ -42,17 +42,11 @@ FLOW_SAMPLERS = {
 }
 
 
-def _per_sample(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """t as a tensor that broadcasts over x (B, ...): a number, or one value per sample (B,)."""
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    return t.reshape(-1, *([1] * (x.ndim - 1))) if t.ndim == 1 else t
-
-
 def flow_path(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
     """x_t = (1 - t) x_0 + t eps, eq. (8.1); t a number or one value per sample (B,)."""
     if x0.shape != noise.shape:
         raise ValueError(f"x0 and noise must have the same shape, got {tuple(x0.shape)} and {tuple(noise.shape)}")
-    t = _per_sample(t, x0)
+    t = broadcast_to_batch(t, x0)
     return (1 - t) * x0 + t * noise
 
 
@@ -63,17 +57,17 @@ def conditional_velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 def x0_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
     """x_0 = x_t - t v, eq. (8.7)."""
-    return x_t - _per_sample(t, x_t) * velocity
+    return x_t - broadcast_to_batch(t, x_t) * velocity
 
 
 def eps_from_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
     """eps = x_t + (1 - t) v, eq. (8.7)."""
-    return x_t + (1 - _per_sample(t, x_t)) * velocity
+    return x_t + (1 - broadcast_to_batch(t, x_t)) * velocity
 
 
 def velocity_from_eps(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
     """v = (eps - x_t) / (1 - t), eq. (8.7): a noise predictor read as a velocity (t < 1)."""
-    return (eps - x_t) / (1 - _per_sample(t, x_t))
+    return (eps - x_t) / (1 - broadcast_to_batch(t, x_t))
 
 
 def flow_time_from_alpha_bar(alpha_bar: torch.Tensor | float) -> torch.Tensor:
@@ -86,7 +80,7 @@ def flow_time_from_alpha_bar(alpha_bar: torch.Tensor | float) -> torch.Tensor:
 
 def v_prediction_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
     """v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 (Salimans & Ho 2022), eq. (8.8), with x_0 from eq. (2.4)."""
-    alpha_bar = _per_sample(alpha_bar, x_t)
+    alpha_bar = broadcast_to_batch(alpha_bar, x_t)
     a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
     x0 = (x_t - s * eps) / a
     return a * eps - s * x0
@@ -94,7 +88,7 @@ def v_prediction_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch
 
 def eps_from_v_prediction(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
     """eps = sqrt(alpha_bar) v + sqrt(1 - alpha_bar) x_t: eq. (8.8) solved for eps."""
-    alpha_bar = _per_sample(alpha_bar, x_t)
+    alpha_bar = broadcast_to_batch(alpha_bar, x_t)
     return alpha_bar.sqrt() * v + (1 - alpha_bar).sqrt() * x_t
 
 
@@ -178,7 +172,7 @@ def clipped_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: float, clip_x
 
 def euler_step(x_t: torch.Tensor, t: torch.Tensor | float, t_next: torch.Tensor | float, velocity: torch.Tensor) -> torch.Tensor:
     """x_{t'} = x_t + (t' - t) v, eq. (8.5); t' < t moves towards data. Times are numbers or one per sample (B,)."""
-    return x_t + _per_sample(torch.as_tensor(t_next) - torch.as_tensor(t), x_t) * velocity
+    return x_t + broadcast_to_batch(torch.as_tensor(t_next) - torch.as_tensor(t), x_t) * velocity
 
 
 @torch.no_grad()

@@ -60,6 +60,8 @@ def check_timesteps(t: torch.Tensor | int, num_train_timesteps: int, batch_size:
     return t
 
 
-def broadcast_to_batch(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape per-sample values (B,) or a scalar to (B, 1, 1, ...) so they multiply `x`."""
-    return values.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+def broadcast_to_batch(values: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample values (B,) or a scalar (a number or a 0-d tensor) as a tensor of x's dtype that
+    multiplies `x` (B, ...): shape (B, 1, 1, ...). Values with x's number of dimensions stay as they are."""
+    values = torch.as_tensor(values, dtype=x.dtype, device=x.device)
+    return values if values.ndim == x.ndim else values.reshape(-1, *([1] * (x.ndim - 1)))
