@@ -11,6 +11,7 @@ from a checkpoint.
 - checkpoint.pt is loaded with weights_only=True: a pickle that runs code is refused in one line.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 import torch
 
 import diffedu.train as train_module
-from diffedu.models.checkpoints import CheckpointError
+from diffedu.models.checkpoints import CheckpointError, file_sha256
 from diffedu.train import CHECKPOINT_FILE, TrainConfig, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,3 +289,17 @@ def test_no_library_code_loads_pickles():
                 if path.name != Path(__file__).name:
                     offenders.append(f"{path.relative_to(ROOT)}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_two_identical_runs_write_the_same_model_bytes(tmp_path):
+    """The same command twice, in two processes: the same weights file, byte for byte, so the model
+    card's SHA-256 is the same (safetensors' metadata is written in a fixed order)."""
+    hashes = []
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "diffedu", "train", "mnist-classifier", "--steps", "3", "--no-metrics",
+                        "--run-dir", str(tmp_path / run)], check=True, capture_output=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=180)
+        card = json.loads((tmp_path / run / "mnist-classifier.json").read_text())
+        assert card["sha256"]["mnist-classifier.safetensors"] == file_sha256(tmp_path / run / "mnist-classifier.safetensors")
+        hashes.append(card["sha256"]["mnist-classifier.safetensors"])
+    assert hashes[0] == hashes[1]
