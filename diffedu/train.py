@@ -27,7 +27,6 @@ continue on another number of processes.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
@@ -44,7 +43,7 @@ import torch
 from torch import nn
 from diffedu.course.progress import tqdm
 
-from diffedu.course.device import autocast_dtype, get_device
+from diffedu.course.device import autocast_dtype, get_device, seeded_global_rng
 from diffedu.distributed import MIXED_PRECISION, Distributed
 from diffedu.models.checkpoints import CheckpointError
 
@@ -138,6 +137,12 @@ class TrainingState:
         return not self.updating and len(self.losses) + len(self.pending_losses) == self.step
 
 
+def first_line(error: BaseException, limit: int = 100) -> str:
+    """The first line of an error's message (or its type's name), at most `limit` characters: for one-line errors."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
 CHECKPOINT_KEYS = ("model", "ema", "optimizer", "generator", "step", "losses", "elapsed_seconds")
 
 
@@ -156,8 +161,7 @@ def load_checkpoint(checkpoint_path: Path | None) -> dict | None:
         raise CheckpointError(f"{checkpoint_path} holds more than tensors and plain data, so it was not loaded "
                               f"(it could run code): {what_to_do}") from None
     except Exception as error:  # truncated, not a checkpoint at all, unreadable
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{checkpoint_path} cannot be read ({reason[:120]}): {what_to_do}") from None
+        raise CheckpointError(f"{checkpoint_path} cannot be read ({first_line(error, 120)}): {what_to_do}") from None
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(saved, dict) or key not in saved]
     if missing:
         raise CheckpointError(f"{checkpoint_path} is not a diffedu training checkpoint (no {', '.join(missing)}): {what_to_do}")
@@ -174,9 +178,8 @@ def load_weights(module: nn.Module, weights: dict, checkpoint_path: Path, which:
     try:
         module.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"the {which} in {checkpoint_path} does not fit this network, so that run folder "
-                              f"belongs to another model ({first[:100]}): choose another run folder, or delete it "
+                              f"belongs to another model ({first_line(error)}): choose another run folder, or delete it "
                               "to start afresh") from None
 
 
@@ -192,8 +195,7 @@ def restore(state: TrainingState, saved: dict | None, checkpoint_path: Path | No
             scaler.load_state_dict(saved["scaler"])
         state.generator.set_state(saved["generator"])
     except (ValueError, RuntimeError, KeyError, TypeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{checkpoint_path} does not fit this training run ({first[:100]}): choose another "
+        raise CheckpointError(f"{checkpoint_path} does not fit this training run ({first_line(error)}): choose another "
                               "run folder, or delete it to start afresh") from None
     state.step, state.losses, state.elapsed_seconds = saved["step"], saved["losses"], saved["elapsed_seconds"]
     if state.dist.is_main:
@@ -223,19 +225,6 @@ def save(state: TrainingState, checkpoint_path: Path | None, config: TrainConfig
         }, checkpoint_path)
     if not alone:
         state.dist.wait_for_everyone()
-
-
-@contextlib.contextmanager
-def seeded_global_rng(seed: int, device: torch.device):
-    """PyTorch's global random stream (what dropout draws from), seeded with `seed` inside the block
-    and put back as it was afterwards: the masks of a step depend on the step alone, so a resumed
-    run draws the same ones, and training leaves the caller's random stream untouched."""
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.random.default_generator.manual_seed(seed)
-        for index in cuda:
-            torch.cuda.default_generators[index].manual_seed(seed)
-        yield
 
 
 def train_step(state: TrainingState, loss_fn: Callable, data: list[torch.Tensor], config: TrainConfig) -> torch.Tensor:

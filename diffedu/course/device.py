@@ -76,6 +76,20 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device):
+    """PyTorch's global random stream (what dropout and weight initialisation draw from) on the CPU and
+    on `device`, seeded with `seed` inside the block and put back as it was afterwards: what is drawn
+    inside depends on `seed` alone, and the caller's random stream is left untouched (diffedu.train
+    seeds dropout per step with it, models.build_seeded the initial weights)."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
 def randn(
     shape: tuple[int, ...] | torch.Size,
     generator: torch.Generator | None = None,

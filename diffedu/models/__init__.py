@@ -14,6 +14,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from diffedu.course.device import seeded_global_rng
 from diffedu.models.mlp import ToyMLP
 from diffedu.models.time_embedding import timestep_embedding
 
@@ -30,8 +31,7 @@ def build_seeded(make: Callable[[], Built], seed: int = 0) -> Built:
     """make(), with the random initial weights drawn from `seed`: the same weights every time, and
     PyTorch's global random stream left as it was (torch.manual_seed in a builder would silently
     reset the learner's). Weights are initialised on the CPU, so only its stream is seeded."""
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed)
+    with seeded_global_rng(seed, torch.device("cpu")):
         return make()
 
 
