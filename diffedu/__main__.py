@@ -212,9 +212,9 @@ def check_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> N
         parser.error(f"--from {args.source} is not a folder: give the run folder, e.g. runs/{args.name}")
     weights = args.source / zoo.get(args.name).saved_files[0]
     if not weights.exists():
-        parser.error(f"--from {args.source} has no {args.name} ({weights.name} is missing): a run folder holds it once "
-                     f"`python -m diffedu train {args.name} --run-dir {args.source}` has finished or stopped at its "
-                     "budget; leave out --from for the course's copy")
+        from diffedu.models.checkpoints import not_in_run_folder
+
+        parser.error(f"--from {args.source}: {not_in_run_folder(args.name, weights)}")
 
 
 def check_folder_to_write(path: Path, option: str, parser: argparse.ArgumentParser) -> None:

@@ -160,22 +160,24 @@ def warn_if_unchecked(name: str, card: dict, folder: Path) -> None:
               f"{how_to_restore(name, folder)}", file=sys.stderr)
 
 
-def verify_files(name: str, card: dict, folder: Path, warn: bool = True) -> None:
-    """Check every file the card lists under "sha256"; raise CheckpointError naming a damaged one.
-    A card that lists none (or no card, {}) checks nothing: one warning line on stderr says so
-    (warn=False leaves that to the caller, `warn_if_unchecked`, once the files have loaded)."""
+def verify_files(name: str, card: dict, folder: Path, warn: bool = True, remedy: str | None = None) -> None:
+    """Check every file the card lists under "sha256"; raise CheckpointError naming a damaged one and
+    what to do (`remedy`, default `how_to_restore`). A card that lists none (or no card, {}) checks
+    nothing: one warning line on stderr says so (warn=False leaves that to the caller,
+    `warn_if_unchecked`, once the files have loaded)."""
     hashes = card.get("sha256")
     if not hashes:
         if warn:
             warn_if_unchecked(name, card, folder)
         return
+    remedy = remedy or how_to_restore(name, folder)
     for relative, expected in hashes.items():
         path = Path(folder) / relative
         if not path.is_file():
-            raise CheckpointError(f"{path} is missing (the model card of '{name}' lists it): {how_to_restore(name, folder)}")
+            raise CheckpointError(f"{path} is missing (the model card of '{name}' lists it): {remedy}")
         if file_sha256(path) != expected:
             raise CheckpointError(f"{path} is damaged: its SHA-256 differs from the one in the model card of "
-                                  f"'{name}'. {how_to_restore(name, folder).capitalize()}")
+                                  f"'{name}'. {remedy[0].upper() + remedy[1:]}")
 
 
 def check_finished_run(name: str, files: list[str], folder: Path) -> dict:
@@ -207,12 +209,7 @@ def check_finished_run(name: str, files: list[str], folder: Path) -> dict:
         if unlisted:
             raise CheckpointError(f"{unlisted[0]} is not in the SHA-256 list of {card_path}, so it cannot be checked: "
                                   f"{train_again}")
-    for relative, expected in hashes.items():
-        path = folder / relative
-        if not path.is_file():
-            raise CheckpointError(f"{path} is missing (the model card lists it): {train_again}")
-        if file_sha256(path) != expected:
-            raise CheckpointError(f"{path} is damaged: its SHA-256 differs from the one in {card_path}; {train_again}")
+    verify_files(name, card, folder, remedy=train_again)
     return card
 
 
@@ -282,6 +279,13 @@ def write_model_card(name: str, card: dict, folder: Path | None = None) -> None:
     card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
+def not_in_run_folder(name: str, weights_path: Path) -> str:
+    """What to say when a run folder (not the course's) has no weights file of the named model."""
+    return (f"no model '{name}' in {weights_path.parent} ({weights_path.name} is missing): a run folder holds it once "
+            f"`python -m diffedu train {name} --run-dir {weights_path.parent}` has finished or stopped at its budget; "
+            "leave out --from for the course's copy")
+
+
 def read_checkpoint(name: str, folder: Path | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """(state_dict, model_config, model_card) of a named checkpoint."""
     weights_path, card_path = checkpoint_paths(name, folder)
@@ -292,9 +296,7 @@ def read_checkpoint(name: str, folder: Path | None = None) -> tuple[dict[str, to
             f"`python -m diffedu train {name}`"
         )
     if not weights_path.is_file():
-        raise CheckpointError(f"no model '{name}' in {weights_path.parent} ({weights_path.name} is missing): a run folder "
-                              f"holds it once `python -m diffedu train {name} --run-dir {weights_path.parent}` has "
-                              "finished or stopped at its budget; leave out --from for the course's copy")
+        raise CheckpointError(not_in_run_folder(name, weights_path))
     card = read_model_card(name, folder)
     verify_files(name, card, weights_path.parent, warn=False)
     try:

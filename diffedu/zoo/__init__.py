@@ -204,14 +204,15 @@ def evaluate(name: str, n: int | None = None, folder: Path | None = None, device
     return metrics
 
 
-def headline_values(name: str, card: dict) -> dict[str, float]:
-    """The headline metrics of a model card that are numbers: label -> value."""
+def headline_values(name: str, card: dict, numbers_only: bool = False) -> dict:
+    """The headline metrics a model card has: label -> value (numbers_only: those that are numbers)."""
     values = {}
     for label, keys in get(name).headline.items():
         value = card.get("metrics", {})
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and (is_number or not numbers_only):
             values[label] = value
     return values
 
@@ -224,7 +225,7 @@ def why_not_better(name: str, new_card: dict, old_card: dict) -> str | None:
     """Why the model of new_card should not replace the one of old_card without force: a headline
     metric is worse, or the new one has none to compare with. None when it may replace it (no
     better, or nothing to compare against)."""
-    old, new = headline_values(name, old_card), headline_values(name, new_card)
+    old, new = headline_values(name, old_card, numbers_only=True), headline_values(name, new_card, numbers_only=True)
     if not old:
         return None
     shown = ", ".join(f"{label} {value}" for label, value in old.items())
@@ -259,7 +260,7 @@ def publish(name: str, source: Path, dest: Path | None = None, force: bool = Fal
         except CheckpointError:  # a damaged card: nothing to compare with, and replacing it is a repair
             old_card = {}
         reason = why_not_better(name, new_card, old_card)
-        if reason and not headline_values(name, new_card):
+        if reason and not headline_values(name, new_card, numbers_only=True):
             reason += f"; `python -m diffedu evaluate {name} --from {source}` measures it"
         if reason:
             raise PublishRefused(reason)
@@ -287,13 +288,7 @@ def describe(folder: Path | None = None) -> list[dict]:
         metrics = model_card.get("metrics", {})
         if not isinstance(metrics, dict):
             metrics = {}
-        shown = []
-        for label, keys in model.headline.items():
-            value = metrics
-            for key in keys:
-                value = value.get(key) if isinstance(value, dict) else None
-            if value is not None:
-                shown.append(f"{label} {value}")
+        shown = [f"{label} {value}" for label, value in headline_values(model.name, model_card).items()]
         rows.append({"name": model.name, "chapter": model.chapter, "summary": model.summary,
                      "size": size_text(size),
                      "metrics": ", ".join(shown), "measured_on": metrics.get("measured_on", model_card.get("trained_on", "")),
