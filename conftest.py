@@ -8,3 +8,15 @@ import matplotlib
 # runs the notebooks' full-quality path). Notebook kernels inherit this environment.
 os.environ.setdefault("DIFFEDU_FAST", "1")
 matplotlib.use("Agg")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_exercise_hints():
+    """Every test starts with no wrong tries counted, so staged hints start from the idea."""
+    from diffedu.exercises import reset_tries
+
+    reset_tries()
+    yield

@@ -6,7 +6,8 @@ ExerciseResult, which the notebook shows as one short line,
 - "Exercise 3.2: not attempted yet — ..." for the untouched stub (the function still raises
   NotImplementedError, or the answer is still `...`);
 - "Exercise 3.2: not yet — <hint>" for a wrong answer, with a hint aimed at the typical mistake
-  it matches. An exception raised by your own code (say a TypeError) becomes a one-line hint
+  it matches. Hints come in stages: the idea first; the formula only from the FORMULA_AFTER-th
+  wrong try of that exercise on (a checker gives it as ExerciseError(idea, formula=...)). An exception raised by your own code (say a TypeError) becomes a one-line hint
   naming the exception, not a traceback; call your function yourself to see the traceback;
 - "Exercise 3.2: correct" for a right one.
 
@@ -55,8 +56,33 @@ class ExerciseResult:
                 f"{html.escape(repr(self))}</div>")
 
 
+FORMULA_AFTER = 3  # wrong tries of one exercise before its hint also gives the formula
+_wrong_tries: dict[str, int] = {}  # exercise label -> wrong tries so far, in this kernel
+
+
 class ExerciseError(Exception):
-    """Raised inside a checker for a wrong answer; the message is the hint."""
+    """Raised inside a checker for a wrong answer: `hint` is the idea; `formula`, if given, is shown
+    only from the FORMULA_AFTER-th wrong try on."""
+
+    def __init__(self, hint: str, formula: str | None = None):
+        super().__init__(hint)
+        self.hint, self.formula = hint, formula
+
+
+def staged_hint(label: str, error: ExerciseError) -> str:
+    """The hint for this wrong try of exercise `label`: the idea, and the formula once tries reach FORMULA_AFTER."""
+    _wrong_tries[label] = _wrong_tries.get(label, 0) + 1
+    if error.formula is None:
+        return error.hint
+    tries = _wrong_tries[label]
+    if tries < FORMULA_AFTER:
+        return f"{error.hint} (try {tries}; the formula comes after {FORMULA_AFTER - 1} tries)"
+    return f"{error.hint}. The formula: {error.formula}"
+
+
+def reset_tries() -> None:
+    """Forget all wrong tries (the hints start again from the idea)."""
+    _wrong_tries.clear()
 
 
 class NotAttempted(Exception):
@@ -83,7 +109,7 @@ def exercise(label: str) -> Callable:
             except NotAttempted:
                 return ExerciseResult(label, NOT_ATTEMPTED, "replace the `...` with your answer and run both cells again")
             except ExerciseError as error:
-                return ExerciseResult(label, WRONG, str(error))
+                return ExerciseResult(label, WRONG, staged_hint(label, error))
             except Exception as error:  # raised by the learner's code: a hint, not a traceback
                 detail = _one_line(error)
                 return ExerciseResult(label, WRONG, f"your code raised {type(error).__name__}"
@@ -148,10 +174,12 @@ def reject_known_mistakes(result: torch.Tensor, mistakes: list, opening: str = "
             raise ExerciseError(f"{opening}{hint}")
 
 
-def expect_close(result: torch.Tensor, expected: torch.Tensor, hint: str, atol: float = 1e-5, rtol: float = 1e-4) -> None:
-    """Raise ExerciseError(hint) unless result and expected agree."""
+def expect_close(result: torch.Tensor, expected: torch.Tensor, hint: str, atol: float = 1e-5, rtol: float = 1e-4,
+                 formula: str | None = None) -> None:
+    """Raise ExerciseError(hint, formula) unless result and expected agree: the hint is the idea, the
+    formula (if given) comes only after repeated wrong tries (see `staged_hint`)."""
     if not torch.isfinite(result).all():
-        raise ExerciseError(f"your result holds NaN or inf. Hint: {hint}")
+        raise ExerciseError(f"your result holds NaN or inf. Hint: {hint}", formula)
     if not torch.allclose(result.double(), expected.double(), atol=atol, rtol=rtol):
         worst = (result.double() - expected.double()).abs().max().item()
-        raise ExerciseError(f"{hint} (your values are off by up to {worst:.3g})")
+        raise ExerciseError(f"{hint} (your values are off by up to {worst:.3g})", formula)
