@@ -11,7 +11,7 @@ over 20 random halves of each set.
     python benchmarks/bench_frontier.py --n 200 --models mnist-ldm --out /tmp/small.json
 
 Samplers: "ancestral" (eta = 1 on strided steps; "ddpm" at 1000 steps is Ho et al.'s DDPM), "ddim" (eta = 0,
-trailing spacing) and "heun" (probability-flow ODE, chapter 07, Karras spacing; N steps
+trailing spacing) and "pf-heun" (probability-flow ODE, chapter 07, Karras spacing; N steps
 cost 2N - 2 model calls). The frontier is measured at guidance w = 1 (one model call per
 step); the sweep varies w at DDIM 20. Each finished row is written to --out at once, and a
 rerun skips rows already there, so an interrupted run loses at most one row.
@@ -38,7 +38,7 @@ from diffedu.metrics import (
     load_classifier,
     precision_recall,
 )
-from diffedu.samplers import sample
+from diffedu.generate import generate, model_calls as sampler_calls
 
 DDIM_STEPS = (5, 10, 20, 50, 100, 250)
 DDPM_STEPS = (5, 10, 20, 50, 100, 250, 1000)
@@ -50,8 +50,7 @@ SWEEP_STEPS = 20
 def model_calls(sampler: str, steps: int, guidance: float) -> int:
     """Model evaluations per image: guidance w = 1 (conditional) and w = 0 (unconditional) take
     one pass per step, any other w two (eq. 3.3)."""
-    calls = 2 * steps - 2 if sampler == "heun" else steps
-    return calls * (1 if guidance in (0.0, 1.0) else 2)
+    return sampler_calls(sampler, steps) * (1 if guidance in (0.0, 1.0) else 2)
 
 
 def load_draw(name: str):
@@ -60,13 +59,14 @@ def load_draw(name: str):
         model, schedule = zoo.load("mnist-unet")
 
         def draw(n, sampler, steps, guidance, labels):
-            spacing = "karras" if sampler == "heun" else "trailing"
-            return sample(model, schedule, n, sampler, steps, seed=0, labels=labels, guidance=guidance, progress=False, spacing=spacing)
+            spacing = "karras" if sampler == "pf-heun" else "trailing"
+            return generate(model, n, sampler, steps, schedule=schedule, seed=0, labels=labels, guidance=guidance, progress=False,
+                            spacing=spacing)
     else:
         ldm = zoo.load("mnist-ldm")
 
         def draw(n, sampler, steps, guidance, labels):
-            spacing = "karras" if sampler == "heun" else "trailing"
+            spacing = "karras" if sampler == "pf-heun" else "trailing"
             return ldm.sample(n, sampler, steps, seed=0, labels=labels, guidance=guidance, progress=False, spacing=spacing)
     return draw
 
@@ -120,7 +120,7 @@ def main() -> None:
     plan = []
     for name in args.models:
         plan += [(name, "sweep", "ddim", SWEEP_STEPS, w) for w in GUIDANCES]
-        runs = ([("ddim", s) for s in DDIM_STEPS] + [("heun", s) for s in HEUN_STEPS]
+        runs = ([("ddim", s) for s in DDIM_STEPS] + [("pf-heun", s) for s in HEUN_STEPS]
                 + [("ddpm" if s == 1000 else "ancestral", s) for s in DDPM_STEPS])
         plan += [(name, "frontier", sampler, steps, 1.0) for sampler, steps in sorted(runs, key=lambda r: model_calls(r[0], r[1], 1.0))]
     done = {(r["model"], r["table"], r["sampler"], r["steps"], r["guidance"]) for r in results["rows"]}

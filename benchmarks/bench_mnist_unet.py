@@ -23,7 +23,7 @@ from diffedu.models.checkpoints import hardware_description
 from diffedu.course.data import load_mnist
 from diffedu.metrics import accuracy, fid, load_classifier
 from diffedu import zoo
-from diffedu.samplers import sample
+from diffedu.generate import generate
 from diffedu.zoo.mnist_unet import TRAIN as MNIST_UNET_TRAIN
 
 from bench_cpu_settings import throughput  # the same training-step timing, in the default CPU settings
@@ -62,7 +62,7 @@ def main() -> None:
         labels = torch.arange(n) % 10
         for guidance in ((args.guidance,) if sampler == "ddpm" else (1.0, args.guidance)):
             start = time.perf_counter()
-            images = sample(model, schedule, n, sampler, steps, seed=0, labels=labels, guidance=guidance, progress=False)
+            images = generate(model, n, sampler, steps, schedule=schedule, seed=0, labels=labels, guidance=guidance, progress=False)
             seconds = time.perf_counter() - start
             row = {
                 "sampler": f"{sampler}{steps}", "guidance": guidance, "n": n,

@@ -2,7 +2,7 @@
 
 The math, one chapter each (diffedu/*.py):
     schedules   beta/alpha/alpha_bar/SNR and q_sample                        chapter 01
-    samplers    DDPM and DDIM steps, one shared loop, `sample`                chapter 02
+    samplers    DDPM and DDIM steps and their loops (generators of steps)     chapter 02
     toy         a 2-D Gaussian mixture with exact scores                      chapter 02
     losses      the noise-prediction objective, Min-SNR, label dropout        chapters 02-03
     guidance    classifier-free guidance                                      chapter 03
@@ -11,8 +11,10 @@ The math, one chapter each (diffedu/*.py):
     metrics     accuracy, FID, PSNR/SSIM, KID, precision/recall, ...          chapters 03, 06
     sde         scores, Langevin dynamics, the probability-flow ODE           chapter 07
     flow        flow matching: the straight path, its loss, conversions,      chapter 08
-                Euler/Heun flow samplers, the timestep shift
+                Euler/Heun flow steps, the timestep shift
     distill     progressive distillation of a flow (guidance included)        chapter 08
+    generate    the front door for every model: `generate` and the registry
+                of samplers, SAMPLERS (the command line reads it)             chapters 02, 07, 08
 
 The models:
     models/     networks, one file each (unet, vae, classifier, mlp, time_embedding), and
@@ -25,7 +27,7 @@ The models:
 
 The course's infrastructure (diffedu/course/, diffedu/exercises/):
     course/     paths, fast mode, checks, colab, online, report, widgets, captions,
-                device, data, plotting, progress
+                device, data, plotting, progress, trajectory (runs a sampler's steps)
     exercises/  the auto-checked exercises
 """
 

@@ -18,10 +18,7 @@ import tempfile
 from pathlib import Path
 
 from diffedu import zoo
-
-# diffedu.samplers.SAMPLERS and diffedu.flow.FLOW_SAMPLERS, spelled out here so that --help needs no
-# PyTorch (a test keeps them equal); each named model says which of them it can use
-SAMPLER_NAMES = ("ddim", "ancestral", "ddpm", "heun", "euler")
+from diffedu.generate import SAMPLERS, check_steps
 
 EXAMPLES = """examples:
   python -m diffedu models                                  the named models: chapter, size, metrics, present or not
@@ -149,13 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "By default the digits 0-9 in turn, with the model's recommended guidance.")
     sample.add_argument("name", choices=names, help="which model (one that draws digits: mnist-unet, mnist-ldm, mnist-flow, mnist-fast)")
     sample.add_argument("--n", type=sample_count, default=64, help=f"how many samples, 1..{SAMPLE_N_MAX} (default: 64)")
-    sample.add_argument("--sampler", choices=SAMPLER_NAMES,
-                        help="default: the model's own. Diffusion models: ddim (deterministic, --steps model calls), "
-                             "ancestral (DDPM's noisy step on --steps strided timesteps), ddpm (all 1000 steps) or heun "
-                             "(probability-flow ODE, chapter 07: 2 x steps - 2 model calls). Flows (mnist-flow, mnist-fast): "
-                             "euler (--steps model calls) or heun (2 x steps)")
-    sample.add_argument("--steps", type=int, help="sampler steps, 1..1000, heun on a diffusion model 2..1000 (default: "
-                        "the model's, 50 for diffusion models, 20 for mnist-flow, 4 for mnist-fast; ddpm takes all 1000)")
+    sample.add_argument("--sampler", choices=list(SAMPLERS), help="default: the model's own. " + sampler_help())
+    sample.add_argument("--steps", type=int, help="sampler steps, 1..T for diffusion models (T = 1000 for the course's) "
+                        "(default: the model's, 50 for diffusion models, 20 for mnist-flow, 4 for mnist-fast; ddpm takes all T)")
     sample.add_argument("--seed", type=seed_int, default=0, help="random seed, 0..2**63-1 (default: 0)")
     which = sample.add_mutually_exclusive_group()
     which.add_argument("--label", type=int, help="draw only this digit (0-9)")
@@ -226,6 +219,16 @@ def check_folder_to_write(path: Path, option: str, parser: argparse.ArgumentPars
         parser.error(f"{option} {path} cannot be written ({problem}): choose a folder you can write to")
 
 
+def sampler_help() -> str:
+    """--sampler's help, from the registry: the samplers for noise predictors, then those for flows."""
+    kinds = {"noise": "Diffusion models (noise predictors)", "velocity": "Flows (mnist-flow, mnist-fast)"}
+    parts = []
+    for kind, title in kinds.items():
+        entries = [f"{name} ({sampler.about})" for name, sampler in SAMPLERS.items() if sampler.prediction == kind]
+        parts.append(f"{title}: " + "; ".join(entries))
+    return ". ".join(parts).replace("%", "%%")
+
+
 def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Validate and complete `sample`'s options (defaults that depend on other options)."""
     model = zoo.get(args.name)
@@ -235,16 +238,17 @@ def check_sample_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         args.sampler = model.samplers[0]
     elif args.sampler not in model.samplers:
         parser.error(f"{args.name} cannot sample with --sampler {args.sampler}: it takes {' or '.join(model.samplers)}")
-    if args.steps is None:
-        args.steps = 1000 if args.sampler == "ddpm" else model.default_steps
-    if args.sampler == "ddpm" and args.steps != 1000:
-        parser.error(f"--sampler ddpm takes all 1000 steps: for ancestral sampling on {args.steps} strided steps use --sampler ancestral")
-    if not 1 <= args.steps <= 1000:
-        parser.error(f"--steps must be in 1..1000, got {args.steps}")
-    # Heun on a diffusion model (chapter 07) keeps its first and last steps Euler steps: with 1 step it is one
-    # DDIM step from pure noise, which draws noise. (A flow's Heun step makes two model calls even alone.)
-    if args.sampler == "heun" and "euler" not in model.samplers and args.steps < 2:
-        parser.error(f"--sampler heun needs --steps 2 or more (2 x steps - 2 model calls), got {args.steps}")
+    if SAMPLERS[args.sampler].all_steps:
+        if args.steps is not None:
+            parser.error(f"--sampler {args.sampler} takes all the steps of the model's schedule: leave out --steps "
+                         "(for fewer, strided steps use --sampler ancestral)")
+    else:
+        if args.steps is None:
+            args.steps = model.default_steps
+        try:  # the upper bound, the schedule's T, is checked once the model is loaded
+            check_steps(args.sampler, args.steps)
+        except ValueError as error:
+            parser.error(f"--steps: {error}")
     if args.label is not None and not 0 <= args.label <= 9:
         parser.error(f"--label must be a digit 0-9, got {args.label}")
     if args.unconditional and args.guidance not in (None, 1.0):
@@ -314,7 +318,7 @@ def run_sample(args: argparse.Namespace) -> int:
     import torch
 
     from diffedu.course.data import to_uint8
-    from diffedu.samplers import SamplingInterrupted
+    from diffedu.generate import SamplingInterrupted
 
     named = zoo.get(args.name)
     model = named.load(args.device, args.source)

@@ -22,7 +22,7 @@ import torch
 from diffedu.course.checks import broadcast_to_batch
 from diffedu.course.device import randn
 from diffedu.flow import TIME_SCALE, euler_step, flow_path
-from diffedu.guidance import guided_noise_predictor
+from diffedu.guidance import guided_predictor
 
 
 def student_times(student_steps: int, generator: torch.Generator | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +52,7 @@ def distillation_loss_fn(teacher, student_steps: int, guidance: float = 1.0):
         images, labels = batch
         t, t_next = (time.to(images.device) for time in student_times(student_steps, generator, images.shape[0]))
         x_t = flow_path(images, randn(images.shape, generator, images.device), t)
-        target = two_step_target(guided_noise_predictor(teacher, labels, guidance), x_t, t, t_next)
+        target = two_step_target(guided_predictor(teacher, labels, guidance), x_t, t, t_next)
         velocity_pred = student(x_t, t * TIME_SCALE, labels)
         return (velocity_pred.float() - target).pow(2).flatten(1).mean(1).mean()
 

@@ -24,22 +24,17 @@ float tensor (B,); a class-conditional one takes labels too, as the UNet does.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
 
-from diffedu.course.checks import broadcast_to_batch, check_finite
-from diffedu.course.device import autocast, randn
-from diffedu.course.progress import tqdm
-from diffedu.guidance import guided_noise_predictor
-from diffedu.samplers import SamplingInterrupted, check_request, initial_noise
+from diffedu.course.checks import broadcast_to_batch
+from diffedu.course.device import randn
+from diffedu.samplers import StepOutput, predict, x0_from_eps
 
 TIME_SCALE = 1000.0  # the network's time input is t * 1000: the range the diffusion UNet's embedding was built for
-FLOW_SAMPLERS = {
-    "euler": "Euler's method on the flow ODE, eq. (8.5): `steps` model calls",
-    "heun": "Heun's method, eq. (8.9): 2 * steps model calls",
-}
+FLOW_METHODS = ("euler", "heun")  # Euler (8.5), Heun (8.9)
 
 
 def flow_path(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
@@ -81,9 +76,8 @@ def flow_time_from_alpha_bar(alpha_bar: torch.Tensor | float) -> torch.Tensor:
 def v_prediction_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
     """v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 (Salimans & Ho 2022), eq. (8.8), with x_0 from eq. (2.4)."""
     alpha_bar = broadcast_to_batch(alpha_bar, x_t)
-    a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
-    x0 = (x_t - s * eps) / a
-    return a * eps - s * x0
+    x0 = x0_from_eps(x_t, eps, alpha_bar)
+    return alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0
 
 
 def eps_from_v_prediction(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
@@ -151,14 +145,8 @@ def flow_times(steps: int, shift: float = 1.0) -> torch.Tensor:
 
 
 def predict_velocity(model, x: torch.Tensor, t: float) -> torch.Tensor:
-    """v_theta(x, t) for a whole batch at flow time t, in float32 (under autocast on a GPU)."""
-    time_input = torch.full((x.shape[0],), t * TIME_SCALE, device=x.device)
-    with autocast(x.device):
-        velocity = model(x, time_input)
-    if velocity.shape != x.shape:
-        raise ValueError(f"the model returned shape {tuple(velocity.shape)} for input {tuple(x.shape)}: "
-                         "it must predict a velocity of the input's shape")
-    return velocity.float()
+    """v_theta(x, t) for a whole batch at flow time t; the network sees t * TIME_SCALE."""
+    return predict(model, x, torch.full((x.shape[0],), t * TIME_SCALE, device=x.device))
 
 
 def clipped_velocity(x_t: torch.Tensor, velocity: torch.Tensor, t: float, clip_x0: float | None) -> torch.Tensor:
@@ -175,83 +163,26 @@ def euler_step(x_t: torch.Tensor, t: torch.Tensor | float, t_next: torch.Tensor 
     return x_t + broadcast_to_batch(torch.as_tensor(t_next) - torch.as_tensor(t), x_t) * velocity
 
 
-@torch.no_grad()
-def flow_solve(model, x: torch.Tensor, times: torch.Tensor, method: str = "euler", clip_x0: float | None = None,
-               on_step=None) -> torch.Tensor:
-    """Integrate dx/dt = v_theta(x, t) from times[0] down to times[-1] (one batch) with Euler (8.5) or
-    Heun (8.9); model(x_t, t * TIME_SCALE) -> v. With clip_x0, every velocity is `clipped_velocity`."""
-    if method not in FLOW_SAMPLERS:
-        raise ValueError(f"method must be one of {', '.join(FLOW_SAMPLERS)}, got {method!r}")
+def flow_states(model, x: torch.Tensor, times: torch.Tensor, method: str = "euler",
+                clip_x0: float | None = None) -> Iterator[StepOutput]:
+    """Integrate dx/dt = v_theta(x, t) from x at times[0] down to times[-1] with Euler (8.5) or Heun (8.9),
+    one step at a time; model(x_t, t * TIME_SCALE) -> v. With clip_x0, every velocity is `clipped_velocity`."""
+    if method not in FLOW_METHODS:
+        raise ValueError(f"method must be one of {', '.join(FLOW_METHODS)}, got {method!r}")
     times = times.tolist()
-    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
+    for t, t_next in zip(times[:-1], times[1:]):
         velocity = clipped_velocity(x, predict_velocity(model, x, t), t, clip_x0)
-        x_euler = euler_step(x, t, t_next, velocity)
+        x_next = euler_step(x, t, t_next, velocity)
         if method == "heun":  # eq. (8.9): the slope at the Euler point, then the average of both slopes
-            velocity_next = clipped_velocity(x_euler, predict_velocity(model, x_euler, t_next), t_next, clip_x0)
-            x_euler = euler_step(x, t, t_next, (velocity + velocity_next) / 2)
-        x = x_euler
-        if (i + 1) % 10 == 0 or i == len(times) - 2:
-            check_finite("x_t", x)
-        if on_step is not None:
-            on_step()
-    return x
-
-
-def model_calls(sampler: str, steps: int) -> int:
-    """Network evaluations of `sample_flow` per image, without guidance (guidance doubles the batch, not the calls)."""
-    return steps if sampler == "euler" else 2 * steps
+            velocity_next = clipped_velocity(x_next, predict_velocity(model, x_next, t_next), t_next, clip_x0)
+            x_next = euler_step(x, t, t_next, (velocity + velocity_next) / 2)
+        yield StepOutput(x_next, x0_from_velocity(x, velocity, t), t)
+        x = x_next
 
 
 @torch.no_grad()
-def sample_flow(
-    model,
-    n: int,
-    sampler: str = "euler",
-    steps: int = 20,
-    *,
-    labels: torch.Tensor | None = None,
-    guidance: float = 1.0,
-    shift: float = 1.0,
-    clip_x0: float | None = None,
-    seed: int = 0,
-    x_init: torch.Tensor | None = None,
-    batch_size: int = 500,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-) -> torch.Tensor:
-    """n images (n, C, H, W), clamped to [-1, 1], from a class-conditional velocity UNet, in batches,
-    with one progress bar. The starting noise of all n is drawn at once from `seed`, so the samples do
-    not depend on the batch size or the device.
-
-    Args:
-        sampler: "euler" (8.5) or "heun" (8.9).
-        steps: steps on the grid `flow_times(steps, shift)`.
-        labels: (n,) digits to draw, or None for "any digit" (the null class).
-        guidance: classifier-free guidance, eq. (3.3), applied to the velocity (which is affine in eps).
-        shift: moves the time grid towards noise, eq. (8.10).
-        clip_x0: clamp each step's estimate of x_0 to +-clip_x0 (see `clipped_velocity`); None: no clamp.
-        x_init: (n, C, H, W) starting noise instead of drawing it from `seed`.
-    """
-    if sampler not in FLOW_SAMPLERS:
-        raise ValueError(f"a flow samples with {' or '.join(FLOW_SAMPLERS)}, got sampler={sampler!r}")
-    check_request(n, labels, guidance, batch_size)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    shape = (n, model.config.image_channels, model.config.image_size, model.config.image_size)
-    x_init = initial_noise(shape, torch.Generator().manual_seed(seed), "cpu", x_init)  # all at once: batch-size independent
-    times = flow_times(steps, shift)
-    bar = tqdm(total=steps * math.ceil(n / batch_size), desc=f"sampling {n} images ({sampler}, {steps} steps)",
-               unit="step", disable=not progress)
-    chunks = []
-    try:
-        for start in range(0, n, batch_size):
-            count = min(batch_size, n - start)
-            batch_labels = (labels[start: start + count] if labels is not None
-                            else torch.full((count,), model.null_class, dtype=torch.long))
-            predictor = guided_noise_predictor(model, batch_labels.to(device), guidance)  # eq. (3.3) works on any prediction
-            x = flow_solve(predictor, x_init[start: start + count].to(device), times, sampler, clip_x0, on_step=bar.update)
-            chunks.append(x.clamp(-1, 1).cpu())
-    except KeyboardInterrupt:
-        raise SamplingInterrupted(torch.cat(chunks) if chunks else x_init[:0]) from None
-    finally:
-        bar.close()
-    return torch.cat(chunks)
+def flow_solve(model, x: torch.Tensor, times: torch.Tensor, method: str = "euler", clip_x0: float | None = None) -> torch.Tensor:
+    """The end of `flow_states`: x carried from times[0] to times[-1] (one batch, no capture)."""
+    for step in flow_states(model, x, times, method, clip_x0):
+        x = step.prev_sample
+    return x

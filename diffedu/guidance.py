@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 
-def guided_noise_predictor(model, labels: torch.Tensor, guidance: float = 1.0):
-    """Wrap a class-conditional model(x_t, t, labels) into model(x_t, t) for the samplers.
+def guided_predictor(model, labels: torch.Tensor, guidance: float = 1.0):
+    """Wrap a class-conditional model(x_t, t, labels) into model(x_t, t) for the samplers; the
+    model may predict noise or a velocity (eq. (3.3) is affine, so it guides either).
 
     Args:
         model: a conditional noise predictor whose `null_class` label means "no label".

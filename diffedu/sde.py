@@ -7,7 +7,7 @@
 
 An Euler step of (7.7) from one timestep to the next is exactly a DDIM step with eta = 0
 (`ode_euler_step`, tested against `samplers.ddim_step`); Heun's method adds a second model
-evaluation per step and is second-order accurate (`probability_flow_sample`, eq. 7.8).
+evaluation per step and is second-order accurate (`probability_flow_states`, eq. 7.8).
 
 As in samplers.py, t is the code timestep 0..T-1 and a "model" is `model(x_t, t) -> eps`.
 """
@@ -15,15 +15,16 @@ As in samplers.py, t is the code timestep 0..T-1 and a "model" is `model(x_t, t)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from diffedu.course.checks import broadcast_to_batch, check_finite, check_same_shape
 from diffedu.course.device import randn
+from diffedu.course.trajectory import SampleOutput, run_steps
 from diffedu.samplers import (
-    DEFAULT_SPACING, NoisePredictor, SampleOutput, StepOutput, alpha_bar_at, clipped_prediction, ddim_timesteps, initial_noise,
-    predict_noise, reverse_loop,
+    DEFAULT_SPACING, NoisePredictor, StepOutput, alpha_bar_at, clipped_prediction, ddim_timesteps, initial_noise, next_times,
+    predict_noise,
 )
 from diffedu.schedules import NoiseSchedule
 
@@ -120,27 +121,23 @@ def sigma_of(alpha_bar: torch.Tensor) -> torch.Tensor:
     return ((1 - alpha_bar) / alpha_bar).sqrt()
 
 
-def ode_euler_step(x_t: torch.Tensor, t: int, t_prev: int, eps: torch.Tensor, schedule: NoiseSchedule,
-                   validate: bool = True) -> torch.Tensor:
-    """One Euler step of the probability-flow ODE (7.7) from timestep t to t_prev < t
-    (t_prev = -1: to clean data):
+def ode_euler_step(x_t: torch.Tensor, t: int, t_next: int, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """One Euler step of the probability-flow ODE (7.7) from timestep t to t_next < t
+    (t_next = -1: to clean data):
 
         x_bar_t = x_t / sqrt(alpha_bar_t),   x_bar_{t'} = x_bar_t + (sigma_{t'} - sigma_t) eps,
         x_{t'}  = sqrt(alpha_bar_{t'}) x_bar_{t'}
 
-    which is algebraically the same as DDIM with eta = 0, eq. (2.7). validate: look for NaN/inf
-    in x_t (the sampling loop passes False and looks every few steps, as in `samplers.ddpm_step`).
+    which is algebraically the same as DDIM with eta = 0, eq. (2.7).
     """
-    if validate:
-        check_finite("x_t", x_t)
     check_same_shape("x_t", x_t, "eps", eps)
-    if not -1 <= t_prev < t:
-        raise ValueError(f"t_prev must satisfy -1 <= t_prev < t = {t}, got {t_prev}")
+    if not -1 <= t_next < t:
+        raise ValueError(f"t_next must satisfy -1 <= t_next < t = {t}, got {t_next}")
     alpha_bar = alpha_bar_at(schedule, torch.tensor([t]), x_t)
-    alpha_bar_prev = alpha_bar_at(schedule, torch.tensor([t_prev]), x_t)
+    alpha_bar_next = alpha_bar_at(schedule, torch.tensor([t_next]), x_t)
     x_bar = x_t / alpha_bar.sqrt()
-    x_bar_prev = x_bar + (sigma_of(alpha_bar_prev) - sigma_of(alpha_bar)) * eps
-    return alpha_bar_prev.sqrt() * x_bar_prev
+    x_bar_next = x_bar + (sigma_of(alpha_bar_next) - sigma_of(alpha_bar)) * eps
+    return alpha_bar_next.sqrt() * x_bar_next
 
 
 def karras_timesteps(schedule: NoiseSchedule, steps: int, rho: float = 7.0, sigma_max: float = 80.0) -> list[int]:
@@ -181,66 +178,49 @@ def model_prediction(model: NoisePredictor, x: torch.Tensor, t: int, schedule: N
     return clipped_prediction(x, alpha_bar_at(schedule, torch.tensor([t]), x), predict_noise(model, x, t), clip_x0)
 
 
-@torch.no_grad()
-def probability_flow_sample(
-    model: NoisePredictor,
-    shape: tuple[int, ...],
-    schedule: NoiseSchedule,
-    steps: int = 25,
-    method: str = "heun",
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    spacing: str = DEFAULT_SPACING,
-    clip_x0: float | None = None,
-    x_init: torch.Tensor | None = None,
-    capture_every: int | None = None,
-    progress: bool = True,
-    on_step: Callable[[], None] | None = None,
-) -> SampleOutput:
-    """Solve the probability-flow ODE (7.7) from x_T ~ N(0, I) down to clean data.
+def ode_timesteps(schedule: NoiseSchedule, steps: int, spacing: str = DEFAULT_SPACING) -> list[int]:
+    """The timesteps of an N-step ODE run: DDIM's ("trailing", "leading") or Karras et al.'s ("karras")."""
+    if spacing == "karras":
+        return karras_timesteps(schedule, steps)
+    return ddim_timesteps(schedule.num_train_timesteps, steps, spacing)
 
-    method "euler": one model call per step; identical to `ddim_sample` with eta = 0.
-    method "heun": Heun's method, eq. (7.8): an Euler step to t_prev, a second model call
+
+def probability_flow_states(model: NoisePredictor, x: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int],
+                            method: str = "heun", clip_x0: float | None = None) -> Iterator[StepOutput]:
+    """Solve the probability-flow ODE (7.7) from x = x_T over `timesteps`, one step at a time.
+
+    method "euler": one model call per step; identical to DDIM with eta = 0.
+    method "heun": Heun's method, eq. (7.8): an Euler step to t_next, a second model call
         there, and the step redone with the average of the two slopes. Two steps stay Euler
         steps, so N steps cost 2N - 2 model calls (N >= 2):
         - the last one, to sigma = 0, where the model is not defined;
         - the first one, from sigma_T (157 for the linear schedule, 20,291 for the cosine
-          one). Up there x_bar grows in proportion to sigma, so the slope is constant except
-          near the small end of the interval; Euler uses the constant slope and is nearly
-          exact, while the trapezoid rule gives the small end's slope half the weight and is
-          badly off (measured in tests/test_sde.py; Karras et al. avoid it with sigma_max = 80).
-
-    Args: as `samplers.ddim_sample`, plus
-        method: "euler" or "heun".
-        spacing: "trailing" or "leading" (as DDIM), or "karras" (`karras_timesteps`).
-        clip_x0: clamp pred_x0 at every model call and use the eps that matches it (as DDIM).
-        x_init: start from this x_T instead of drawing it (to compare solvers on one start).
-    Returns:
-        SampleOutput; `timesteps` of the captured states.
+          one). Up there x_bar grows in proportion to sigma, so the slope is nearly constant
+          and Euler is nearly exact, while the trapezoid rule gives the small end's slope half
+          the weight and is badly off (tests/test_sde.py; Karras et al. avoid it with sigma_max = 80).
     """
     if method not in ODE_METHODS:
         raise ValueError(f"method must be one of {', '.join(ODE_METHODS)}, got {method!r}")
+    for t, t_next in next_times(timesteps):
+        pred_x0, eps = model_prediction(model, x, t, schedule, clip_x0)
+        x_next = ode_euler_step(x, t, t_next, eps, schedule)
+        if method == "heun" and t != timesteps[0] and t_next >= 0:  # not the first step, nor the last
+            _, eps_next = model_prediction(model, x_next, t_next, schedule, clip_x0)
+            x_next = ode_euler_step(x, t, t_next, 0.5 * (eps + eps_next), schedule)  # eq. (7.8)
+        yield StepOutput(x_next, pred_x0, t)  # pred_x0: the estimate at the start of the step
+        x = x_next
+
+
+@torch.no_grad()
+def probability_flow_sample(model: NoisePredictor, shape: tuple[int, ...], schedule: NoiseSchedule, steps: int = 25,
+                            method: str = "heun", generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                            spacing: str = DEFAULT_SPACING, clip_x0: float | None = None, x_init: torch.Tensor | None = None,
+                            capture_every: int | None = None, progress: bool = True) -> SampleOutput:
+    """One batch of `shape` from x_T ~ N(0, I) (or x_init) down to clean data along the ODE (7.7)
+    (see `probability_flow_states`). spacing: "trailing", "leading" or "karras" (`ode_timesteps`);
+    clip_x0: clamp pred_x0 at every model call and use the eps that matches it (as DDIM)."""
     schedule = schedule.to(device)
-    if spacing == "karras":
-        timesteps = karras_timesteps(schedule, steps)
-    else:
-        timesteps = ddim_timesteps(schedule.num_train_timesteps, steps, spacing)
+    timesteps = ode_timesteps(schedule, steps, spacing)
     x = initial_noise(shape, generator, device, x_init)  # x_T ~ N(0, I)
-
-    def step(x_t: torch.Tensor, t: int, t_prev: int) -> StepOutput:
-        pred_x0, eps = model_prediction(model, x_t, t, schedule, clip_x0)
-        x_next = ode_euler_step(x_t, t, t_prev, eps, schedule, validate=False)
-        if method == "heun" and t != timesteps[0] and t_prev >= 0:  # not the first step, nor the last
-            _, eps_next = model_prediction(model, x_next, t_prev, schedule, clip_x0)
-            x_next = ode_euler_step(x_t, t, t_prev, 0.5 * (eps + eps_next), schedule, validate=False)  # eq. (7.8)
-        return StepOutput(prev_sample=x_next, pred_x0=pred_x0)  # pred_x0: the estimate at the start of the step
-
-    return reverse_loop(x, timesteps, step, capture_every=capture_every, progress=progress,
-                        desc=f"PF-ODE {method} {steps}", on_step=on_step)
-
-
-def model_calls(method: str, steps: int) -> int:
-    """Model evaluations of `probability_flow_sample`: N for Euler/DDIM, 2N - 2 for Heun (N >= 2)."""
-    if method not in ODE_METHODS:
-        raise ValueError(f"method must be one of {', '.join(ODE_METHODS)}, got {method!r}")
-    return steps if method == "euler" else max(2 * steps - 2, 1)
+    states = probability_flow_states(model, x, schedule, timesteps, method, clip_x0)
+    return run_steps(x, states, len(timesteps), capture_every=capture_every, progress=progress, desc=f"PF-ODE {method} {steps}")

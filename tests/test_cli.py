@@ -69,8 +69,8 @@ def test_plainest_command_draws_digits_with_the_recommended_guidance(tiny_model_
 
 def test_heun_sampler_differs_from_ddim_and_is_reproducible(tiny_model_dir, tmp_path):
     args = ["sample", "mnist-unet", "--n", "4", "--steps", "4", "--seed", "1", "--all-labels"]
-    main(args + ["--sampler", "heun", "--out", str(tmp_path / "h1.npz")])
-    main(args + ["--sampler", "heun", "--batch-size", "3", "--out", str(tmp_path / "h2.npz")])
+    main(args + ["--sampler", "pf-heun", "--out", str(tmp_path / "h1.npz")])
+    main(args + ["--sampler", "pf-heun", "--batch-size", "3", "--out", str(tmp_path / "h2.npz")])
     main(args + ["--out", str(tmp_path / "d.npz")])
     heun, again, ddim = (np.load(tmp_path / f)["images"] for f in ("h1.npz", "h2.npz", "d.npz"))
     assert np.array_equal(heun, again) and not np.array_equal(heun, ddim)
@@ -145,7 +145,7 @@ def test_output_path_is_checked_before_any_work(tmp_path, monkeypatch, capsys):
 def test_ctrl_c_during_sampling_keeps_the_finished_batches(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from diffedu import samplers
 
-    real_ddim, calls = samplers.ddim_sample, []
+    real_ddim, calls = samplers.ddim_states, []
 
     def interrupted_in_second_batch(*args, **kwargs):
         calls.append(1)
@@ -153,7 +153,7 @@ def test_ctrl_c_during_sampling_keeps_the_finished_batches(tiny_model_dir, tmp_p
             raise KeyboardInterrupt
         return real_ddim(*args, **kwargs)
 
-    monkeypatch.setattr(samplers, "ddim_sample", interrupted_in_second_batch)
+    monkeypatch.setattr(samplers, "ddim_states", interrupted_in_second_batch)
     out = tmp_path / "partial.npz"
     assert main(["sample", "mnist-unet", "--n", "6", "--batch-size", "3", "--steps", "2", "--out", str(out)]) == 130
     saved = np.load(out)

@@ -161,30 +161,7 @@ def test_shift_keeps_the_ends_and_moves_the_middle_towards_noise():
         flow.shift_times(t, 0.0)
 
 
-@pytest.mark.parametrize("sampler", ["euler", "heun"])
-def test_sampling_does_not_depend_on_the_batch_size(sampler):
-    model = tiny_unet()
-    labels = torch.arange(7) % 10
-    whole = flow.sample_flow(model, 7, sampler, 3, labels=labels, guidance=2.0, seed=3, progress=False)
-    in_pieces = flow.sample_flow(model, 7, sampler, 3, labels=labels, guidance=2.0, seed=3, batch_size=2, progress=False)
-    assert torch.allclose(whole, in_pieces, atol=1e-6) and whole.shape == (7, 1, 28, 28)
-
-
-@pytest.mark.parametrize("sampler,steps,calls", [("euler", 1, 1), ("euler", 2, 2), ("euler", 4, 4), ("heun", 4, 8)])
-def test_the_few_step_sampler_makes_exactly_its_model_calls(sampler, steps, calls):
-    model = CountingModel(tiny_unet())
-    flow.sample_flow(model, 5, sampler, steps, labels=torch.arange(5), progress=False)
-    assert model.calls == calls == flow.model_calls(sampler, steps)
-
-
-def test_sampling_explains_bad_input():
-    model = tiny_unet()
-    with pytest.raises(ValueError, match="a flow samples with euler or heun"):
-        flow.sample_flow(model, 2, "ddim", 4, progress=False)
-    with pytest.raises(ValueError, match="guidance needs labels"):
-        flow.sample_flow(model, 2, "euler", 4, guidance=2.0, progress=False)
-    with pytest.raises(ValueError, match="x_init must have shape"):
-        flow.sample_flow(model, 2, "euler", 4, x_init=torch.zeros(2, 1, 8, 8), progress=False)
+def test_flow_times_explain_bad_input():
     with pytest.raises(ValueError, match="steps must be at least 1"):
         flow.flow_times(0)
 

@@ -34,10 +34,10 @@ STUCK_AT_ZERO = re.compile(r"(?<!\d)0%\|")  # "  0%|" but not "100%|"
 @pytest.fixture(scope="module")
 def executed_cells():
     cells = [
-        "import time\nfrom diffedu.course.progress import tqdm",
+        "import time\nfrom diffedu.course.progress import tqdm, write",
         "for _ in tqdm(range(20), desc='loop'):\n    time.sleep(0.01)",
         "bar = tqdm(total=20, desc='manual')\nfor step in range(20):\n    bar.update()\n    bar.set_postfix(loss=0.5)\n"
-        "    time.sleep(0.01)\nbar.close()\ntqdm.write('done')",
+        "    time.sleep(0.01)\nbar.close()\nwrite('done')",
         "for _ in tqdm(range(20), desc='transient', leave=False):\n    time.sleep(0.01)\nprint('after')",
     ]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
@@ -65,5 +65,6 @@ def test_transient_bar_leaves_no_line(executed_cells):
 
 def test_outside_a_kernel_it_is_the_plain_text_bar():
     assert not progress.in_jupyter_kernel()
-    assert progress.tqdm is progress.std_tqdm
+    assert progress.bar_class() is progress.std_tqdm
+    assert type(progress.tqdm(total=1, disable=True)) is progress.std_tqdm
     assert sum(progress.trange(5, file=sys.stderr, disable=True)) == 10

@@ -13,7 +13,7 @@ from diffedu.models.checkpoints import CheckpointError, checkpoint_paths, read_c
 from diffedu.course.data import load_mnist
 from diffedu.latents import decode, encode, reconstruction_metrics
 from diffedu.metrics import accuracy, load_classifier
-from diffedu.samplers import sample
+from diffedu.generate import generate
 from diffedu import zoo
 
 CARD_FIELDS = ("command", "train_config", "train_steps", "wall_time_minutes", "hardware", "metrics", "model_config", "trained_on")
@@ -39,15 +39,15 @@ def test_classifier_reaches_99_percent_on_the_test_set():
 def test_unet_loads_and_samples_reproducibly():
     model, schedule = zoo.load("mnist-unet")
     labels = torch.arange(4)
-    a = sample(model, schedule, 4, "ddim", 5, seed=1, labels=labels, guidance=2.0, progress=False)
-    b = sample(model, schedule, 4, "ddim", 5, seed=1, labels=labels, guidance=2.0, progress=False)
+    a = generate(model, 4, "ddim", 5, schedule=schedule, seed=1, labels=labels, guidance=2.0, progress=False)
+    b = generate(model, 4, "ddim", 5, schedule=schedule, seed=1, labels=labels, guidance=2.0, progress=False)
     assert a.shape == (4, 1, 28, 28) and torch.equal(a, b)
     assert a.min() >= -1 and a.max() <= 1
     x_init = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))  # the noise seed 1 draws
-    c = sample(model, schedule, 4, "ddim", 5, seed=99, labels=labels, guidance=2.0, progress=False, x_init=x_init)
+    c = generate(model, 4, "ddim", 5, schedule=schedule, seed=99, labels=labels, guidance=2.0, progress=False, x_init=x_init)
     assert torch.equal(a, c)  # given x_T, DDIM is deterministic: the seed no longer matters
     with pytest.raises(ValueError, match="x_init must have shape"):
-        sample(model, schedule, 4, "ddim", 5, labels=labels, progress=False, x_init=x_init[:2])
+        generate(model, 4, "ddim", 5, schedule=schedule, labels=labels, progress=False, x_init=x_init[:2])
 
 
 def test_vae_meets_the_reconstruction_targets_on_test_digits():
@@ -83,15 +83,15 @@ def _draw_like_the_reference() -> dict[str, torch.Tensor]:
     unet, schedule = zoo.load("mnist-unet")
     labels = torch.arange(6) % 10
     for seed in (0, 1):
-        out[f"unet_ddim20_s{seed}"] = sample(unet, schedule, 6, "ddim", 20, seed=seed, labels=labels, guidance=1.5, progress=False)
-    out["unet_heun8_s0"] = sample(unet, schedule, 6, "heun", 8, seed=0, labels=labels, guidance=1.5, progress=False)
-    out["unet_ddpm25_s0"] = sample(unet, schedule, 6, "ancestral", 25, seed=0, labels=labels, progress=False)
-    out["unet_uncond_ddim10_s0"] = sample(unet, schedule, 4, "ddim", 10, seed=0, progress=False)
-    out["unet_ddpm1000_s0"] = sample(unet, schedule, 2, "ddpm", seed=0, labels=torch.tensor([3, 7]), progress=False)
+        out[f"unet_ddim20_s{seed}"] = generate(unet, 6, "ddim", 20, schedule=schedule, seed=seed, labels=labels, guidance=1.5, progress=False)
+    out["unet_heun8_s0"] = generate(unet, 6, "pf-heun", 8, schedule=schedule, seed=0, labels=labels, guidance=1.5, progress=False)
+    out["unet_ddpm25_s0"] = generate(unet, 6, "ancestral", 25, schedule=schedule, seed=0, labels=labels, progress=False)
+    out["unet_uncond_ddim10_s0"] = generate(unet, 4, "ddim", 10, schedule=schedule, seed=0, progress=False)
+    out["unet_ddpm1000_s0"] = generate(unet, 2, "ddpm", schedule=schedule, seed=0, labels=torch.tensor([3, 7]), progress=False)
     ldm = zoo.load("mnist-ldm")
     for seed in (0, 1):
         out[f"ldm_ddim20_s{seed}"] = ldm.sample(6, "ddim", 20, seed=seed, labels=labels, guidance=1.5, progress=False)
-    out["ldm_heun8_s0"] = ldm.sample(6, "heun", 8, seed=0, labels=labels, guidance=1.5, progress=False)
+    out["ldm_heun8_s0"] = ldm.sample(6, "pf-heun", 8, seed=0, labels=labels, guidance=1.5, progress=False)
     test_digits = load_mnist("test").images[:32]
     vae = zoo.load("mnist-vae")
     out["vae_recon"] = decode(vae, encode(vae, test_digits)[0])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffedu.guidance import guided_noise_predictor
+from diffedu.guidance import guided_predictor
 from diffedu.losses import noise_prediction_loss, timestep_weights
 from diffedu.models.unet import UNet, UNetConfig
 from diffedu.schedules import make_schedule
@@ -41,7 +41,7 @@ def test_guidance_combines_conditional_and_unconditional_predictions():
     cond = model(x, t, labels)
     uncond = model(x, t, torch.full_like(labels, model.null_class))
     for w in (0.0, 1.0, 2.5):
-        guided = guided_noise_predictor(model, labels, w)(x, t)
+        guided = guided_predictor(model, labels, w)(x, t)
         assert torch.allclose(guided, uncond + w * (cond - uncond), atol=1e-5)
 
 
@@ -55,7 +55,7 @@ def test_bad_inputs_are_explained():
         UNet(UNetConfig(base_channels=16, groups=4, attention_heads=2, num_classes=None))(
             torch.zeros(1, 1, 28, 28), torch.zeros(1, dtype=torch.long), torch.tensor([1]))
     with pytest.raises(ValueError, match="class-conditional"):
-        guided_noise_predictor(torch.nn.Identity(), torch.tensor([1]), 2.0)
+        guided_predictor(torch.nn.Identity(), torch.tensor([1]), 2.0)
 
 
 def test_min_snr_weights_and_loss():

@@ -1,6 +1,7 @@
 """The course's progress bar: tqdm that leaves its final state in a saved notebook.
 
-Use it as `from diffedu.course.progress import tqdm`; it takes tqdm's usual arguments.
+Use it as `from diffedu.course.progress import tqdm`; it takes tqdm's usual arguments, and
+`write(text)` prints a line without breaking a bar.
 
 Which bar, where:
 - In a Jupyter kernel (JupyterLab, Notebook, VS Code, Colab, and notebooks executed by
@@ -75,7 +76,20 @@ class NotebookTextBar(std_tqdm):
         pass  # the bar is its own output, so tqdm.write() needs nothing cleared
 
 
-tqdm = NotebookTextBar if in_jupyter_kernel() else std_tqdm
+def bar_class() -> type[std_tqdm]:
+    """The bar for where this runs, decided at each call (not once at import): NotebookTextBar in a Jupyter
+    kernel, tqdm's text bar anywhere else."""
+    return NotebookTextBar if in_jupyter_kernel() else std_tqdm
+
+
+def tqdm(*args, **kwargs) -> std_tqdm:
+    """A progress bar, as `tqdm.tqdm(...)`, of the class `bar_class()` chooses."""
+    return bar_class()(*args, **kwargs)
+
+
+def write(text: str) -> None:
+    """Print a line without breaking an active bar (tqdm.write)."""
+    bar_class().write(text)
 
 
 def trange(*args, **kwargs):

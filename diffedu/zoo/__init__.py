@@ -51,8 +51,9 @@ class NamedModel:
         train_config changed by `overrides` (TrainConfig fields), saves into out_folder; measures the
         finished model into the card's metrics unless measure=False.
     load(device, folder) -> the model, from folder (default: data/checkpoints).
-    sample(model, n, **options) -> images (n, 1, 28, 28) in [-1, 1]; options as samplers.sample
-        (diffusion models) or flow.sample_flow (flows); `samplers` lists the samplers it takes.
+    sample(model, n, **options) -> images (n, 1, 28, 28) in [-1, 1]; options as `diffedu.generate.generate`.
+    prediction: what its network predicts, "noise" or "velocity": it can use every sampler of
+        diffedu.generate.SAMPLERS for that prediction, or only `only_samplers` when given (`samplers`).
     evaluate(model, n) -> metrics (`zoo.evaluate` adds when, how and on what they were measured).
         n is the number of samples per measurement for models with `evaluation_n`, their default;
         None means the evaluation has a fixed size (a test set, fixed prompts) and takes no n.
@@ -70,11 +71,19 @@ class NamedModel:
     evaluate: Callable[..., dict] | None = None
     files: tuple[str, ...] = ()  # what it is on disk, relative to its folder (default: NAME.safetensors, NAME.json)
     recommended_guidance: float | None = None  # for `sample`: the w with the lowest FID in its evaluation
-    samplers: tuple[str, ...] = ("ddim", "ancestral", "ddpm", "heun")  # what `sample` can use; the first is the default
+    prediction: str = "noise"  # what the network predicts: "noise" (eps) or "velocity" (a flow)
+    only_samplers: tuple[str, ...] = ()  # a subset of the registry's samplers for that prediction (empty: all of them)
     default_steps: int = 50  # `sample`'s steps when none are asked for
     configs: tuple[str, ...] = ("default",)  # sizes `train` offers (config_name=...; --config on the command line)
     headline: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> path into card["metrics"]
     evaluation_n: int | None = None  # evaluate's default samples per measurement; None: a fixed-size evaluation
+
+    @property
+    def samplers(self) -> list[str]:
+        """The samplers `sample` can use, from diffedu.generate.SAMPLERS; the first is the default."""
+        from diffedu.generate import samplers_for
+
+        return [name for name in samplers_for(self.prediction) if not self.only_samplers or name in self.only_samplers]
 
     @property
     def saved_files(self) -> tuple[str, ...]:
@@ -148,7 +157,7 @@ def load(name: str, device="cpu", folder: Path | None = None):
 
 def sample(name: str, n: int, *, device="cpu", folder: Path | None = None, **options):
     """n images (n, 1, 28, 28) in [-1, 1] from a named diffusion model; options as
-    `diffedu.samplers.sample` (sampler, steps, labels, guidance, seed, batch_size, ...)."""
+    `diffedu.generate.generate` (sampler, steps, labels, guidance, seed, batch_size, ...)."""
     model = get(name)
     if model.sample is None:
         raise ValueError(f"{name} does not sample digits this way: choose one of {', '.join(sampleable())}")

@@ -15,7 +15,6 @@ import torch
 
 from diffedu.course.data import load_mnist
 from diffedu.distill import distillation_loss_fn
-from diffedu.flow import sample_flow
 from diffedu.metrics import evaluate_samples
 from diffedu.models import count_parameters
 from diffedu.models.checkpoints import (checkpoint_paths, file_sha256, folder_beside, model_card, save_checkpoint,
@@ -84,7 +83,7 @@ def sample(model: UNet, n: int, sampler: str = "euler", steps: int | None = None
         raise ValueError(f"{NAME} draws given digits only (it was distilled with labels): pass labels, e.g. --all-labels")
     if guidance != 1.0:
         raise ValueError(f"{NAME} has guidance w = {GUIDANCE} distilled into it: leave out guidance (--guidance)")
-    return sample_flow(model, n, sampler, steps or STUDENT_STEPS, labels=labels, **options)
+    return mnist_flow.sample(model, n, sampler, steps or STUDENT_STEPS, labels=labels, **options)
 
 
 def evaluate(model: UNet, n: int) -> dict:
@@ -102,7 +101,7 @@ def evaluate(model: UNet, n: int) -> dict:
 
 MODEL = NamedModel(
     name=NAME, chapter=8, summary=f"mnist-flow distilled to {STUDENT_STEPS} steps", train_config=TRAIN,
-    train=train, load=load, sample=sample, evaluate=evaluate, samplers=("euler",), default_steps=STUDENT_STEPS,
+    train=train, load=load, sample=sample, evaluate=evaluate, prediction="velocity", only_samplers=("euler",), default_steps=STUDENT_STEPS,
     evaluation_n=1000,
     headline={f"FID ({STUDENT_STEPS} steps)": (f"steps_{STUDENT_STEPS}", "fid"), "accuracy": (f"steps_{STUDENT_STEPS}", "accuracy")},
 )

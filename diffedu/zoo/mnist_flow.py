@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from diffedu.course.data import load_mnist
-from diffedu.flow import FlowSettings, flow_loss_fn, sample_flow
+from diffedu.flow import FlowSettings, flow_loss_fn
+from diffedu.generate import SamplingInterrupted, generate
 from diffedu.metrics import evaluate_samples
 from diffedu.models import count_parameters
 from diffedu.models.checkpoints import model_card, read_checkpoint, save_checkpoint, stop_if_interrupted
@@ -60,9 +61,14 @@ def load(device="cpu", folder: Path | None = None) -> UNet:
     return load_unet(NAME, device, folder)
 
 
-def sample(model: UNet, n: int, sampler: str = "euler", steps: int | None = None, **options) -> torch.Tensor:
-    """n digits (n, 1, 28, 28) in [-1, 1]; options as `diffedu.flow.sample_flow` (default 20 Euler steps)."""
-    return sample_flow(model, n, sampler, steps or EVALUATION_STEPS, **options)
+def sample(model: UNet, n: int, sampler: str = "euler", steps: int | None = None, *, clip_x0: float | None = None,
+           **options) -> torch.Tensor:
+    """n digits (n, 1, 28, 28) in [-1, 1]; options as `diffedu.generate.generate` (default 20 Euler steps).
+    The flows were measured without clamping each step's x_0 (clip_x0=None); their result is clamped to [-1, 1]."""
+    try:
+        return generate(model, n, sampler, steps or EVALUATION_STEPS, clip_x0=clip_x0, **options).clamp(-1, 1)
+    except SamplingInterrupted as interrupted:
+        raise SamplingInterrupted(interrupted.samples.clamp(-1, 1)) from None
 
 
 def evaluate(model: UNet, n: int) -> dict:
@@ -74,7 +80,7 @@ def evaluate(model: UNet, n: int) -> dict:
 
 MODEL = NamedModel(
     name=NAME, chapter=8, summary="class-conditional pixel-space UNet trained by flow matching", train_config=TRAIN,
-    train=train, load=load, sample=sample, evaluate=evaluate, recommended_guidance=1.25, samplers=("euler", "heun"),
+    train=train, load=load, sample=sample, evaluate=evaluate, recommended_guidance=1.25, prediction="velocity",
     default_steps=EVALUATION_STEPS, evaluation_n=1000,
     headline={"FID (w = 1.25, 20 Euler steps)": ("guidance_1.25", "fid"), "accuracy": ("guidance_1.25", "accuracy")},
 )

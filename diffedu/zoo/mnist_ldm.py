@@ -26,7 +26,7 @@ from diffedu.models.checkpoints import (
 )
 from diffedu.models.unet import UNet, UNetConfig
 from diffedu.models.vae import VAE
-from diffedu.samplers import SamplingInterrupted, sample as sample_images
+from diffedu.generate import SamplingInterrupted, generate, get_sampler
 from diffedu.schedules import NoiseSchedule
 from diffedu.train import TrainConfig, train as train_loop
 from diffedu.zoo import NamedModel, load as load_named
@@ -66,11 +66,13 @@ class LatentDiffusion:
     @torch.no_grad()
     def sample(self, n: int, sampler: str = "ddim", steps: int | None = None, *, clip_x0: float | None = LATENT_CLIP,
                **options) -> torch.Tensor:
-        """n images (n, 1, 28, 28) in [-1, 1]: scaled latents from `samplers.sample` (options as
-        there; the predicted clean latent clamped to +-LATENT_CLIP), decoded from z / scaling_factor.
-        x_init: (n, 4, 7, 7) starting latent noise."""
+        """n images (n, 1, 28, 28) in [-1, 1]: scaled latents from `diffedu.generate.generate` (options as
+        there, default DDIM 50 steps; the predicted clean latent clamped to +-LATENT_CLIP), decoded from
+        z / scaling_factor. x_init: (n, 4, 7, 7) starting latent noise."""
+        if steps is None and not get_sampler(sampler).all_steps:
+            steps = MODEL.default_steps
         try:
-            latents = sample_images(self.unet, self.schedule, n, sampler, steps, clip_x0=clip_x0, **options)  # (n, 4, 7, 7)
+            latents = generate(self.unet, n, sampler, steps, schedule=self.schedule, clip_x0=clip_x0, **options)  # (n, 4, 7, 7)
         except SamplingInterrupted as interrupted:  # decode the batches that were finished
             raise SamplingInterrupted(self.decode(interrupted.samples)) from None
         return self.decode(latents)

@@ -16,7 +16,7 @@ from diffedu.metrics import evaluate_samples
 from diffedu.models import build_seeded, count_parameters
 from diffedu.models.checkpoints import model_card, read_checkpoint, save_checkpoint, stop_if_interrupted
 from diffedu.models.unet import UNet, UNetConfig
-from diffedu.samplers import sample as sample_images
+from diffedu.generate import generate, get_sampler
 from diffedu.schedules import NoiseSchedule
 from diffedu.train import TrainConfig, train as train_loop
 from diffedu.zoo import NamedModel
@@ -76,10 +76,13 @@ def load(device="cpu", folder: Path | None = None) -> tuple[UNet, NoiseSchedule]
     return unet_from_checkpoint(state, config, device)
 
 
-def sample(model: tuple[UNet, NoiseSchedule], n: int, **options) -> torch.Tensor:
-    """n digits (n, 1, 28, 28) in [-1, 1]; options as `diffedu.samplers.sample`."""
+def sample(model: tuple[UNet, NoiseSchedule], n: int, sampler: str = "ddim", steps: int | None = None,
+           **options) -> torch.Tensor:
+    """n digits (n, 1, 28, 28) in [-1, 1]; options as `diffedu.generate.generate` (default: DDIM, 50 steps)."""
     unet, schedule = model
-    return sample_images(unet, schedule, n, **options)
+    if steps is None and not get_sampler(sampler).all_steps:
+        steps = MODEL.default_steps
+    return generate(unet, n, sampler, steps, schedule=schedule, **options)
 
 
 def evaluate(model: tuple[UNet, NoiseSchedule], n: int) -> dict:
