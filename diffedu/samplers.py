@@ -180,12 +180,12 @@ def ddim_step(x_t: torch.Tensor, t: int, t_next: int, eps: torch.Tensor, schedul
     # 1. estimate x_0, eq. (2.4), clipped if asked, with the eps that matches it
     pred_x0, eps = clipped_prediction(x_t, alpha_bar, eps, clip_x0)
     # 2. the noise level of the jump, eq. (2.8)
-    sigma = eta * ((1 - alpha_bar_next) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_next)).sqrt()
+    noise_std = eta * ((1 - alpha_bar_next) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_next)).sqrt()  # sigma_t of (2.8)
     # 3. point towards x_t ("direction"), then move, eq. (2.7)
-    direction = (1 - alpha_bar_next - sigma**2).clamp(min=0).sqrt() * eps
+    direction = (1 - alpha_bar_next - noise_std**2).clamp(min=0).sqrt() * eps
     x_next = alpha_bar_next.sqrt() * pred_x0 + direction
     if adds_noise:
-        x_next = x_next + sigma * noise
+        x_next = x_next + noise_std * noise
     return StepOutput(x_next, pred_x0, t)
 
 

@@ -323,6 +323,31 @@ def check_config(config: TrainConfig, processes: int) -> None:
                          f"{config.grad_accumulation_steps} micro-batches: choose a multiple of {shards}")
 
 
+def start_run(model: nn.Module, data: Sequence[torch.Tensor], config: TrainConfig, run_dir: str | Path | None,
+              device: torch.device | str | None) -> tuple[TrainingState, list[torch.Tensor], Path | None]:
+    """Everything `train` needs before its first step: the device(s), the data on it, the EMA copy, AdamW,
+    and the state of the last checkpoint in run_dir, if there is one."""
+    if len(data) == 0 or any(d.shape[0] != data[0].shape[0] for d in data):
+        raise ValueError(f"data must be tensors with the same first dimension, got {[tuple(d.shape) for d in data]}")
+    device = torch.device(device) if device is not None else get_device()
+    dist = Distributed(device, MIXED_PRECISION[autocast_dtype(device, allow_cpu_bf16=config.allow_cpu_bf16)])
+    check_config(config, dist.world_size)
+    data = [d.to(dist.device) for d in data]
+    checkpoint_path = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
+    saved = load_checkpoint(checkpoint_path)
+    model.to(dist.device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    if saved is not None:
+        load_weights(model, saved["model"], checkpoint_path, "model")
+        load_weights(ema, saved["ema"], checkpoint_path, "EMA")
+    model.train()
+    optimizer = dist.prepare(torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay))
+    state = TrainingState(model=model, ema=ema, optimizer=optimizer, dist=dist,
+                          generator=torch.Generator().manual_seed(config.seed))
+    restore(state, saved, checkpoint_path)
+    return state, data, checkpoint_path
+
+
 def train(
     model: nn.Module,
     loss_fn: Callable[[nn.Module, list[torch.Tensor], torch.Generator], torch.Tensor],
@@ -347,94 +372,111 @@ def train(
     Returns:
         a TrainResult. A Ctrl-C saves a checkpoint and returns (finished=False).
     """
-    if len(data) == 0 or any(d.shape[0] != data[0].shape[0] for d in data):
-        raise ValueError(f"data must be tensors with the same first dimension, got {[tuple(d.shape) for d in data]}")
-    device = torch.device(device) if device is not None else get_device()
-    dist = Distributed(device, MIXED_PRECISION[autocast_dtype(device, allow_cpu_bf16=config.allow_cpu_bf16)])
-    check_config(config, dist.world_size)
-    device = dist.device
-    data = [d.to(device) for d in data]
-    checkpoint_path = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
-    saved = load_checkpoint(checkpoint_path)
-    model.to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    if saved is not None:
-        load_weights(model, saved["model"], checkpoint_path, "model")
-        load_weights(ema, saved["ema"], checkpoint_path, "EMA")
-    model.train()
-    optimizer = dist.prepare(torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay))
-    state = TrainingState(model=model, ema=ema, optimizer=optimizer, dist=dist,
-                          generator=torch.Generator().manual_seed(config.seed))
-    restore(state, saved, checkpoint_path)
-    start_step, elapsed_before = state.step, state.elapsed_seconds
+    state, data, checkpoint_path = start_run(model, data, config, run_dir, device)
+    with Supervisor(state, config, checkpoint_path, progress) as run:
+        while run.keep_going():
+            train_step(state, loss_fn, data, config)  # a batch, its loss, backward, AdamW, EMA
+            run.after_step()
+    return run.finish()
 
-    result = TrainResult(model=model, ema=state.ema, step=start_step, losses=state.losses, resumed_from=start_step,
-                         processes=dist.world_size)
-    budget = config.time_budget_minutes * 60 if config.time_budget_minutes is not None else math.inf
-    t_start = last_save = time.perf_counter()
-    step_rng_state, step_started = state.generator.get_state(), state.step
-    alone = False  # True: the other processes are gone, this one saves by itself
-    stop = StopRequest(state)
-    bar = tqdm(total=config.train_steps, initial=start_step, desc="training", disable=not (progress and dist.is_main),
-               dynamic_ncols=True)
-    try:
-        while state.step < config.train_steps:
-            # every process takes this decision on the same numbers, so all stop at the same step
-            over_budget = time.perf_counter() - t_start >= budget  # the budget is per call: a resumed run gets a new one
-            if dist.any(over_budget or stop.requested):
-                if dist.any(stop.requested):
-                    result.interrupted = True
-                    if dist.is_main:
-                        print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to "
-                              "continue", file=sys.stderr)
-                elif dist.is_main:
-                    print(f"time budget of {config.time_budget_minutes} min for this run reached at step {state.step} of "
-                          f"{config.train_steps}: saving a checkpoint; run the same command again to continue")
-                break
-            step_rng_state, step_started = state.generator.get_state(), state.step  # to redo a step stopped half-way
-            train_step(state, loss_fn, data, config)
-            bar.update(1)
-            if state.step % LOG_EVERY == 0 or state.step == config.train_steps:
-                record_losses(state, config)
-                recent = state.losses[-50:]
-                seconds = time.perf_counter() - t_start
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}",
-                                img_s=f"{(state.step - start_step) * config.batch_size / seconds:.0f}")
-            due = state.step % config.checkpoint_every == 0
-            if not due and state.step % LOG_EVERY == 0:  # and by the clock, so that a kill loses little
-                due = dist.any(time.perf_counter() - last_save >= config.checkpoint_minutes * 60)
-            if due and state.step < config.train_steps:
-                record_losses(state, config)
-                save(state, checkpoint_path, config, elapsed_before + time.perf_counter() - t_start)
-                last_save = time.perf_counter()
-    except KeyboardInterrupt:  # a second Ctrl-C, or one raised by the code of a step
-        result.interrupted = True
-        undo_step(state, step_rng_state, step_started)
-        if state.consistent():
-            message = f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue"
-        else:  # stopped inside a step's update, which can be neither finished nor undone
-            checkpoint_path = None
-            message = "interrupted inside a step's update: the last checkpoint is kept; run the same command again"
-        if dist.is_main:
-            print(message, file=sys.stderr)
-    except RuntimeError as error:  # several processes: another one died, so this one's all-reduce failed
-        if dist.world_size == 1 or not state.consistent():
-            raise
-        result.interrupted, alone = True, True
-        undo_step(state, step_rng_state, step_started)
-        state.losses.extend(torch.stack(state.pending_losses).float().tolist() if state.pending_losses else [])
-        state.pending_losses.clear()  # (this process's own losses: the others' cannot be had)
-        print(f"another process of this run stopped (its connection closed: {type(error).__name__}): saving step "
-              f"{state.step} from process {dist.rank}; run the same command again to continue", file=sys.stderr)
-    finally:
-        bar.close()
-        stop.restore()
-    if not alone:
-        record_losses(state, config)
-    seconds = time.perf_counter() - t_start
-    save(state, checkpoint_path, config, elapsed_before + seconds, alone=alone)
-    result.step, result.elapsed_seconds = state.step, elapsed_before + seconds
-    result.images_per_second = (state.step - start_step) * config.batch_size / max(seconds, 1e-9)
-    result.finished = state.step >= config.train_steps
-    model.eval()
-    return result
+
+class Supervisor:
+    """What wraps the training loop without being part of it: the clock and the time budget, the
+    progress bar, Ctrl-C and SIGTERM as a flag (StopRequest), checkpoints by step and by the clock,
+    what to do when the loop is stopped half-way, and the final save. Every decision to stop is
+    taken on numbers all processes share (Distributed.any), so all stop at the same step."""
+
+    def __init__(self, state: TrainingState, config: TrainConfig, checkpoint_path: Path | None, progress: bool):
+        self.state, self.config, self.checkpoint_path = state, config, checkpoint_path
+        self.start_step, self.elapsed_before = state.step, state.elapsed_seconds
+        self.result = TrainResult(model=state.model, ema=state.ema, step=state.step, losses=state.losses,
+                                  resumed_from=state.step, processes=state.dist.world_size)
+        self.budget = config.time_budget_minutes * 60 if config.time_budget_minutes is not None else math.inf
+        self.t_start = self.last_save = time.perf_counter()  # the budget is per call: a resumed run gets a new one
+        self.step_rng_state, self.step_started = state.generator.get_state(), state.step  # to redo a stopped step
+        self.alone = False  # True: the other processes are gone, this one saves by itself
+        self.stop = StopRequest(state)
+        self.bar = tqdm(total=config.train_steps, initial=state.step, desc="training",
+                        disable=not (progress and state.dist.is_main), dynamic_ncols=True)
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def keep_going(self) -> bool:
+        """False once all steps are done, the budget is spent or a stop was asked for (with a message)."""
+        state, dist = self.state, self.state.dist
+        if state.step >= self.config.train_steps:
+            return False
+        over_budget = time.perf_counter() - self.t_start >= self.budget
+        if dist.any(over_budget or self.stop.requested):
+            if dist.any(self.stop.requested):
+                self.result.interrupted = True
+                if dist.is_main:
+                    print(f"interrupted at step {state.step}: saving a checkpoint; run the same command again to "
+                          "continue", file=sys.stderr)
+            elif dist.is_main:
+                print(f"time budget of {self.config.time_budget_minutes} min for this run reached at step {state.step} of "
+                      f"{self.config.train_steps}: saving a checkpoint; run the same command again to continue")
+            return False
+        self.step_rng_state, self.step_started = state.generator.get_state(), state.step
+        return True
+
+    def after_step(self) -> None:
+        """The bar and the losses every LOG_EVERY steps; a checkpoint every checkpoint_every steps and by the clock."""
+        state, config = self.state, self.config
+        self.bar.update(1)
+        if state.step % LOG_EVERY == 0 or state.step == config.train_steps:
+            record_losses(state, config)
+            recent = state.losses[-50:]
+            seconds = time.perf_counter() - self.t_start
+            self.bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}",
+                                 img_s=f"{(state.step - self.start_step) * config.batch_size / seconds:.0f}")
+        due = state.step % config.checkpoint_every == 0
+        if not due and state.step % LOG_EVERY == 0:  # and by the clock, so that a kill loses little
+            due = state.dist.any(time.perf_counter() - self.last_save >= config.checkpoint_minutes * 60)
+        if due and state.step < config.train_steps:
+            record_losses(state, config)
+            save(state, self.checkpoint_path, config, self.elapsed_before + time.perf_counter() - self.t_start)
+            self.last_save = time.perf_counter()
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        """A second Ctrl-C (or one raised by a step's code), or a process group broken by a dead process:
+        undo the unfinished step and keep going to the final save. Anything else propagates."""
+        state, dist = self.state, self.state.dist
+        handled = False
+        try:
+            if kind is not None and issubclass(kind, KeyboardInterrupt):
+                handled = self.result.interrupted = True
+                undo_step(state, self.step_rng_state, self.step_started)
+                if state.consistent():
+                    message = f"interrupted at step {state.step}: saving a checkpoint; run the same command again to continue"
+                else:  # stopped inside a step's update, which can be neither finished nor undone
+                    self.checkpoint_path = None
+                    message = "interrupted inside a step's update: the last checkpoint is kept; run the same command again"
+                if dist.is_main:
+                    print(message, file=sys.stderr)
+            elif kind is not None and issubclass(kind, RuntimeError) and dist.world_size > 1 and state.consistent():
+                handled = self.result.interrupted = self.alone = True  # another process died: its all-reduce failed
+                undo_step(state, self.step_rng_state, self.step_started)
+                state.losses.extend(torch.stack(state.pending_losses).float().tolist() if state.pending_losses else [])
+                state.pending_losses.clear()  # (this process's own losses: the others' cannot be had)
+                print(f"another process of this run stopped (its connection closed: {type(error).__name__}): saving step "
+                      f"{state.step} from process {dist.rank}; run the same command again to continue", file=sys.stderr)
+        finally:
+            self.bar.close()
+            self.stop.restore()
+        return handled
+
+    def finish(self) -> TrainResult:
+        """Save the last checkpoint and say what this call did."""
+        state = self.state
+        if not self.alone:
+            record_losses(state, self.config)
+        seconds = time.perf_counter() - self.t_start
+        save(state, self.checkpoint_path, self.config, self.elapsed_before + seconds, alone=self.alone)
+        result = self.result
+        result.step, result.elapsed_seconds = state.step, self.elapsed_before + seconds
+        result.images_per_second = (state.step - self.start_step) * self.config.batch_size / max(seconds, 1e-9)
+        result.finished = state.step >= self.config.train_steps
+        state.model.eval()
+        return result
