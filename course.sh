@@ -27,8 +27,8 @@ CALLER_DIR=$PWD  # where the command was typed: paths given to --from are relati
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
-DEFAULT_TORCH="torch==2.13.0"
-TORCH_CPU_INDEX=${DIFFEDU_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+. tools/torch.env  # DEFAULT_TORCH and DEFAULT_TORCH_CPU_INDEX, shared with tools/bundle.py
+TORCH_CPU_INDEX=${DIFFEDU_TORCH_CPU_INDEX:-$DEFAULT_TORCH_CPU_INDEX}
 VENV=${DIFFEDU_VENV:-.venv}
 LOCK=requirements-lock.txt
 LOWEST=requirements-lowest.txt

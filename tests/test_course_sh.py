@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def course(tmp_path):
     folder = tmp_path / "course"
     folder.mkdir()
-    for name in ("course.sh", "pyproject.toml", "requirements-lock.txt", "requirements-lowest.txt"):
+    for name in ("course.sh", "pyproject.toml", "requirements-lock.txt", "requirements-lowest.txt", "tools/torch.env"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, folder / name)
     venv_python = folder / "fake-venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)

@@ -25,13 +25,14 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements-lock.txt"
-TORCH = "torch==2.13.0"  # as course.sh installs it
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_SETTINGS = dict(line.split("=", 1) for line in (ROOT / "tools" / "torch.env").read_text().splitlines()
+                      if line and not line.startswith("#"))  # shared with course.sh
+TORCH = TORCH_SETTINGS["DEFAULT_TORCH"]
+TORCH_CPU_INDEX = TORCH_SETTINGS["DEFAULT_TORCH_CPU_INDEX"]
 BUILD_TOOLS = ["setuptools>=68", "wheel"]  # to install the course itself (pyproject.toml's build backend), offline
 # pip's platform tags for each platform a room may have: the newest tags first
 PLATFORMS = {
@@ -53,11 +54,10 @@ def lock_python() -> str:
 
 
 def reachable(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=5)
-        return True
-    except OSError:
-        return False
+    """The course's one network check (diffedu.course.online.can_reach), with the 5 s course.sh allows."""
+    from diffedu.course.online import can_reach
+
+    return can_reach(url, timeout=5.0)
 
 
 def download(requirements: list[str], name: str, python: str, folder: Path, extra: list[str] = (),

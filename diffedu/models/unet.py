@@ -208,3 +208,11 @@ class UNet(nn.Module):
         out = self.out_conv(F.silu(self.out_norm(h)))  # (B, p*p, 28/p, 28/p)
         return F.pixel_shuffle(out, cfg.patch_size)  # (B, 1, 28, 28)
 
+
+
+def unet_from_saved(state: dict, config: dict, device="cpu") -> UNet:
+    """A UNet in eval mode on `device` from saved weights and the config they were saved with
+    (a checkpoint's config["unet"], see models.checkpoints.read_checkpoint)."""
+    model = UNet(UNetConfig.from_dict(config))
+    model.load_state_dict(state)
+    return model.to(device).eval()

@@ -17,9 +17,9 @@ from diffedu.course.data import load_mnist
 from diffedu.distill import distillation_loss_fn
 from diffedu.metrics import evaluate_samples
 from diffedu.models import count_parameters
-from diffedu.models.checkpoints import (checkpoint_paths, file_sha256, folder_beside, model_card, save_checkpoint,
-                                        stop_if_interrupted)
-from diffedu.models.unet import UNet
+from diffedu.models.checkpoints import (checkpoint_paths, file_sha256, folder_beside, model_card, read_checkpoint,
+                                        save_checkpoint, stop_if_interrupted)
+from diffedu.models.unet import UNet, unet_from_saved
 from diffedu.train import TrainConfig, train as train_loop
 from diffedu.zoo import NamedModel
 from diffedu.zoo import mnist_flow
@@ -73,7 +73,8 @@ def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) ->
 
 def load(device="cpu", folder: Path | None = None) -> UNet:
     """The distilled UNet (EMA weights, eval mode) on `device`."""
-    return mnist_flow.load_unet(NAME, device, folder)
+    state, config, _ = read_checkpoint(NAME, folder)
+    return unet_from_saved(state, config["unet"], device)
 
 
 def sample(model: UNet, n: int, sampler: str = "euler", steps: int | None = None, *, labels: torch.Tensor | None = None,

@@ -19,7 +19,7 @@ from diffedu.generate import SamplingInterrupted, generate
 from diffedu.metrics import evaluate_samples
 from diffedu.models import count_parameters
 from diffedu.models.checkpoints import model_card, read_checkpoint, save_checkpoint, stop_if_interrupted
-from diffedu.models.unet import UNet, UNetConfig
+from diffedu.models.unet import UNet, unet_from_saved
 from diffedu.train import train as train_loop
 from diffedu.zoo import NamedModel
 from diffedu.zoo.mnist_unet import MODEL_CONFIG, TRAIN, build
@@ -48,17 +48,10 @@ def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) ->
     return card
 
 
-def load_unet(name: str, device="cpu", folder: Path | None = None) -> UNet:
-    """The UNet of a named checkpoint whose config holds "unet" (EMA weights, eval mode) on `device`."""
-    state, config, _ = read_checkpoint(name, folder)
-    model = UNet(UNetConfig.from_dict(config["unet"]))
-    model.load_state_dict(state)
-    return model.to(device).eval()
-
-
 def load(device="cpu", folder: Path | None = None) -> UNet:
     """The velocity UNet (EMA weights, eval mode) on `device`."""
-    return load_unet(NAME, device, folder)
+    state, config, _ = read_checkpoint(NAME, folder)
+    return unet_from_saved(state, config["unet"], device)
 
 
 def sample(model: UNet, n: int, sampler: str = "euler", steps: int | None = None, *, clip_x0: float | None = None,

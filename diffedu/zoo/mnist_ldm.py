@@ -24,7 +24,7 @@ from diffedu.models import build_seeded, count_parameters
 from diffedu.models.checkpoints import (
     CheckpointError, checkpoint_paths, file_sha256, folder_beside, model_card, read_checkpoint, save_checkpoint, stop_if_interrupted,
 )
-from diffedu.models.unet import UNet, UNetConfig
+from diffedu.models.unet import UNet, UNetConfig, unet_from_saved
 from diffedu.models.vae import VAE
 from diffedu.generate import SamplingInterrupted, generate, get_sampler
 from diffedu.schedules import NoiseSchedule
@@ -127,9 +127,8 @@ def load(device="cpu", folder: Path | None = None) -> LatentDiffusion:
             "mnist-ldm was trained on the latents of a different mnist-vae than the one in the folder: "
             "retrain it with `python -m diffedu train mnist-ldm`, or restore both with `git checkout -- data/checkpoints`"
         )
-    unet = UNet(UNetConfig.from_dict(config["unet"]))
-    unet.load_state_dict(state)
-    return LatentDiffusion(unet.to(device).eval(), DiffusionSettings.from_dict(config["diffusion"]).noise_schedule(), vae)
+    unet = unet_from_saved(state, config["unet"], device)
+    return LatentDiffusion(unet, DiffusionSettings.from_dict(config["diffusion"]).noise_schedule(), vae)
 
 
 def sample(model: LatentDiffusion, n: int, **options) -> torch.Tensor:

@@ -15,7 +15,7 @@ from diffedu.losses import DiffusionSettings, diffusion_loss_fn
 from diffedu.metrics import evaluate_samples
 from diffedu.models import build_seeded, count_parameters
 from diffedu.models.checkpoints import model_card, read_checkpoint, save_checkpoint, stop_if_interrupted
-from diffedu.models.unet import UNet, UNetConfig
+from diffedu.models.unet import UNet, UNetConfig, unet_from_saved
 from diffedu.generate import generate, get_sampler
 from diffedu.schedules import NoiseSchedule
 from diffedu.train import TrainConfig, train as train_loop
@@ -63,17 +63,10 @@ def train(run_dir: Path, out_folder: Path, config_name: str = "default", measure
     return card
 
 
-def unet_from_checkpoint(state: dict, config: dict, device="cpu") -> tuple[UNet, NoiseSchedule]:
-    """The UNet (eval mode, on `device`) and noise schedule of a checkpoint's weights and config."""
-    model = UNet(UNetConfig.from_dict(config["unet"]))
-    model.load_state_dict(state)
-    return model.to(device).eval(), DiffusionSettings.from_dict(config["diffusion"]).noise_schedule()
-
-
 def load(device="cpu", folder: Path | None = None) -> tuple[UNet, NoiseSchedule]:
     """The UNet (EMA weights) and the noise schedule it was trained with."""
     state, config, _ = read_checkpoint(NAME, folder)
-    return unet_from_checkpoint(state, config, device)
+    return unet_from_saved(state, config["unet"], device), DiffusionSettings.from_dict(config["diffusion"]).noise_schedule()
 
 
 def sample(model: tuple[UNet, NoiseSchedule], n: int, sampler: str = "ddim", steps: int | None = None,
