@@ -18,7 +18,7 @@ from PIL import Image  # noqa: E402
 
 from diffedu.course.plotting import FilmStripAnimation, animate_images, image_grid, plot_points, plot_schedules, show_images  # noqa: E402
 from diffedu.schedules import make_schedule  # noqa: E402
-from diffedu.course.widgets import noise_explorer, widget_frontend_available, widget_support  # noqa: E402
+from diffedu.course.widgets import noise_explorer, widget_support  # noqa: E402
 
 
 def test_image_grid_layout_and_range():
@@ -96,7 +96,7 @@ def explore(static_steps=(0, 500, 999)):
 
 def test_explorer_falls_back_to_static_figure_without_a_frontend(monkeypatch, capsys):
     monkeypatch.delenv("DIFFEDU_WIDGETS", raising=False)
-    assert not widget_frontend_available()  # plain Python: no widget front-end
+    assert not widget_support()[0]  # plain Python: no widget front-end
     fig = explore()
     assert len(fig.axes) == 3
     message = capsys.readouterr().out
@@ -120,7 +120,7 @@ def test_explorer_falls_back_when_ipywidgets_is_missing(monkeypatch, capsys):
 def test_explorer_builds_a_standard_slider_when_widgets_are_on(monkeypatch):
     pytest.importorskip("ipywidgets")
     monkeypatch.setenv("DIFFEDU_WIDGETS", "1")
-    assert widget_frontend_available()
+    assert widget_support()[0]
     explorer = explore()
     slider = explorer.children[0]
     assert type(slider).__name__ == "IntSlider" and type(slider).__module__.startswith("ipywidgets")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
-from diffedu.course.captions import TEMPLATES, all_captions, caption, random_captions
+from diffedu.course.captions import TEMPLATES, all_captions, caption
 from diffedu.sd import hub
 from diffedu.sd.memory import PipelineSettings, apply_settings, choose_settings, peak_memory_mb
 from diffedu.sd.mini import (
@@ -24,8 +24,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_captions_cover_every_digit_and_template():
     assert caption(7, "the digit {word}") == "the digit seven" and caption(3, "a handwritten {digit}") == "a handwritten 3"
     assert len(all_captions()) == 1 + 10 * len(TEMPLATES)
-    captions = random_captions(torch.arange(1000) % 10, torch.Generator().manual_seed(0), drop_prob=0.1)
-    assert 0.05 < captions.count("") / 1000 < 0.15  # about 10% empty, for guidance
+    assert all_captions()[0] == ""  # the empty caption, for guidance
     with pytest.raises(ValueError, match="digit 0-9"):
         caption(12, "{digit}")
 

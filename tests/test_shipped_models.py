@@ -83,7 +83,8 @@ def _draw_like_the_reference() -> dict[str, torch.Tensor]:
     unet, schedule = zoo.load("mnist-unet")
     labels = torch.arange(6) % 10
     for seed in (0, 1):
-        out[f"unet_ddim20_s{seed}"] = generate(unet, 6, "ddim", 20, schedule=schedule, seed=seed, labels=labels, guidance=1.5, progress=False)
+        out[f"unet_ddim20_s{seed}"] = generate(unet, 6, "ddim", 20, schedule=schedule, seed=seed, labels=labels, guidance=1.5,
+                                               progress=False)
     out["unet_heun8_s0"] = generate(unet, 6, "pf-heun", 8, schedule=schedule, seed=0, labels=labels, guidance=1.5, progress=False)
     out["unet_ddpm25_s0"] = generate(unet, 6, "ancestral", 25, schedule=schedule, seed=0, labels=labels, progress=False)
     out["unet_uncond_ddim10_s0"] = generate(unet, 4, "ddim", 10, schedule=schedule, seed=0, progress=False)

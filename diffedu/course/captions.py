@@ -8,7 +8,6 @@ with it, exactly as Stable Diffusion does.
 
 from __future__ import annotations
 
-import torch
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEMPLATES = (
@@ -29,14 +28,6 @@ def caption(label: int, template: str) -> str:
     if not 0 <= int(label) <= 9:
         raise ValueError(f"label must be a digit 0-9, got {label}")
     return template.format(digit=int(label), word=DIGIT_WORDS[int(label)])
-
-
-def random_captions(labels: torch.Tensor, generator: torch.Generator, drop_prob: float = 0.1) -> list[str]:
-    """One random caption per label (B,); with probability drop_prob the empty caption "",
-    which trains the unconditional model that guidance needs."""
-    template_ids = torch.randint(len(TEMPLATES), (len(labels),), generator=generator).tolist()
-    dropped = (torch.rand(len(labels), generator=generator) < drop_prob).tolist()
-    return ["" if drop else caption(label, TEMPLATES[t]) for label, t, drop in zip(labels.tolist(), template_ids, dropped)]
 
 
 def all_captions() -> list[str]:

@@ -91,7 +91,3 @@ def write(text: str) -> None:
     """Print a line without breaking an active bar (tqdm.write)."""
     bar_class().write(text)
 
-
-def trange(*args, **kwargs):
-    """`tqdm(range(*args), **kwargs)` with the course's bar."""
-    return tqdm(range(*args), **kwargs)

@@ -57,11 +57,6 @@ def widget_support() -> tuple[bool, str]:
     return False, "no widget front end detected (e.g. the notebook is run by nbval or nbconvert)"
 
 
-def widget_frontend_available() -> bool:
-    """Best guess whether interactive widgets will be drawn in this session."""
-    return widget_support()[0]
-
-
 def _enable_colab_widgets() -> None:
     """Colab draws ipywidgets 8 only through its custom widget manager; switch it on there."""
     if "google.colab" not in sys.modules:
