@@ -12,11 +12,11 @@ import torch
 
 
 def guided_predictor(model, labels: torch.Tensor, guidance: float = 1.0):
-    """Wrap a class-conditional model(x_t, t, labels) into model(x_t, t) for the samplers; the
+    """Wrap a class-conditional model(x_t, time_input, labels) into model(x_t, time_input) for the samplers; the
     model may predict noise or a velocity (eq. (3.3) is affine, so it guides either).
 
     Args:
-        model: a conditional noise predictor whose `null_class` label means "no label".
+        model: a conditional noise (or velocity) predictor whose `null_class` label means "no label".
         labels: (B,) the class of each sample to draw.
         guidance: w in eq. (3.3). For w == 1 one forward pass suffices; otherwise the
             conditional and unconditional passes run as one batch of 2B.
@@ -29,14 +29,14 @@ def guided_predictor(model, labels: torch.Tensor, guidance: float = 1.0):
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
 
-    def predict(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def predict(x_t: torch.Tensor, time_input: torch.Tensor) -> torch.Tensor:
         cond_labels = labels.to(x_t.device)
         if guidance == 1.0:
-            return model(x_t, t, cond_labels)
+            return model(x_t, time_input, cond_labels)
         if guidance == 0.0:
-            return model(x_t, t, torch.full_like(cond_labels, null_class))
+            return model(x_t, time_input, torch.full_like(cond_labels, null_class))
         both = torch.cat([cond_labels, torch.full_like(cond_labels, null_class)])  # (2B,)
-        eps_cond, eps_uncond = model(torch.cat([x_t, x_t]), torch.cat([t, t]), both).chunk(2)
-        return eps_uncond + guidance * (eps_cond - eps_uncond)
+        cond, uncond = model(torch.cat([x_t, x_t]), torch.cat([time_input, time_input]), both).chunk(2)
+        return uncond + guidance * (cond - uncond)  # eq. (3.3), for eps or a velocity alike
 
     return predict

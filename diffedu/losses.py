@@ -14,18 +14,18 @@ from diffedu.schedules import NoiseSchedule, make_schedule, q_sample
 WEIGHTINGS = ("none", "min_snr")
 
 
-def timestep_weights(schedule: NoiseSchedule, t: torch.Tensor, weighting: str = "none", min_snr_gamma: float = 5.0) -> torch.Tensor:
-    """Per-sample loss weights (B,), eq. (3.5).
+def timestep_weights(schedule: NoiseSchedule, k: torch.Tensor, weighting: str = "none", min_snr_gamma: float = 5.0) -> torch.Tensor:
+    """Per-sample loss weights (B,) for code timesteps k (B,), eq. (3.5).
 
-    "none":    1 for every t (Ho et al.'s L_simple).
-    "min_snr": min(SNR(t), gamma) / SNR(t): nearly clean steps (huge SNR), where predicting
+    "none":    1 for every timestep (Ho et al.'s L_simple).
+    "min_snr": min(SNR, gamma) / SNR: nearly clean steps (huge SNR), where predicting
                the noise is hard but matters little for the picture, count less; this
                balances the timesteps and speeds training up (Hang et al. 2023).
     """
     if weighting == "none":
-        return torch.ones(t.shape[0], device=t.device)
+        return torch.ones(k.shape[0], device=k.device)
     if weighting == "min_snr":
-        snr = schedule.snr.to(t.device)[t]
+        snr = schedule.snr.to(k.device)[k]
         return snr.clamp(max=min_snr_gamma) / snr
     raise ValueError(f"unknown loss weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
 
@@ -42,8 +42,8 @@ def noise_prediction_loss(
     """L_simple = E_{t, x_0, eps} (1/d) || eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t) ||^2,
     eq. (2.9): the squared error averaged over the d coordinates of a sample.
 
-    One Monte-Carlo estimate: t ~ Uniform{0..T-1} and eps ~ N(0, I) per sample, both drawn
-    from the CPU `generator`.
+    One Monte-Carlo estimate: the code timestep k ~ Uniform{0..T-1} (the paper's t = k + 1) and
+    eps ~ N(0, I) per sample, both drawn from the CPU `generator`.
 
     Args:
         model: eps_theta(x_t, t), or eps_theta(x_t, t, labels) when labels are given.
@@ -55,13 +55,13 @@ def noise_prediction_loss(
     Returns:
         the (weighted) mean squared error, a scalar tensor.
     """
-    t = torch.randint(0, schedule.num_train_timesteps, (x0.shape[0],), generator=generator).to(x0.device)  # (B,)
+    k = torch.randint(0, schedule.num_train_timesteps, (x0.shape[0],), generator=generator).to(x0.device)  # (B,) code timesteps
     noise = randn(x0.shape, generator, x0.device)  # eps ~ N(0, I)
-    x_t = q_sample(x0, t, noise, schedule)
+    x_t = q_sample(x0, k, noise, schedule)
     conditions = () if labels is None else labels if isinstance(labels, tuple) else (labels,)
-    noise_pred = model(x_t, t, *conditions)
+    noise_pred = model(x_t, k, *conditions)
     per_sample = (noise_pred.float() - noise).pow(2).flatten(1).mean(1)  # (B,)
-    return (timestep_weights(schedule, t, weighting, min_snr_gamma) * per_sample).mean()
+    return (timestep_weights(schedule, k, weighting, min_snr_gamma) * per_sample).mean()
 
 
 @dataclass

@@ -136,14 +136,14 @@ def make_schedule(name: str = "linear", num_train_timesteps: int = 1000) -> Nois
     raise ValueError(f"unknown schedule {name!r}: choose one of {', '.join(SCHEDULE_NAMES)}")
 
 
-def q_sample(x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+def q_sample(x0: torch.Tensor, k: torch.Tensor | int, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """Sample x_t ~ q(x_t | x_0) in one step, eq. (1.5):
 
         x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I)
 
     Args:
         x0: clean data, shape (B, ...), e.g. (B, 1, 28, 28) in [-1, 1].
-        t: timesteps in [0, T-1], an int or shape (B,): the code index k, the paper's t = k + 1.
+        k: code timesteps in [0, T-1], an int or shape (B,): the paper's t = k + 1.
         noise: eps, the same shape as x0.
         schedule: the noise schedule.
     Returns:
@@ -151,7 +151,7 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor, sched
     """
     check_finite("x0", check_tensor("x0", x0))
     check_same_shape("x0", x0, "noise", check_tensor("noise", noise))
-    t = check_timesteps(t, schedule.num_train_timesteps, batch_size=x0.shape[0] if x0.ndim else None)
-    alpha_bar = schedule.alpha_bar.to(x0.device)[t.to(x0.device)]
+    k = check_timesteps(k, schedule.num_train_timesteps, batch_size=x0.shape[0] if x0.ndim else None)
+    alpha_bar = schedule.alpha_bar.to(x0.device)[k.to(x0.device)]
     alpha_bar = broadcast_to_batch(alpha_bar, x0)  # (B, 1, 1, 1)
     return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise

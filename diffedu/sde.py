@@ -1,15 +1,15 @@
 """The continuous-time view (chapter 07): scores, Langevin dynamics and the probability-flow ODE.
 
-    score          grad_x log q_t(x) = -eps(x, t) / sqrt(1 - alpha_bar_t)             eq. (7.2)
+    score          grad_x log q_t(x) = -eps(x, k) / sqrt(1 - alpha_bar_t)             eq. (7.2)
     Langevin       x <- x + (delta / 2) score(x) + sqrt(delta) z,   z ~ N(0, I)        eq. (7.3)
     PF-ODE         in sigma = sqrt((1 - alpha_bar) / alpha_bar) and x_bar = x / sqrt(alpha_bar):
-                   d x_bar / d sigma = eps(x, t)                                      eq. (7.7)
+                   d x_bar / d sigma = eps(x, k)                                      eq. (7.7)
 
 An Euler step of (7.7) from one timestep to the next is exactly a DDIM step with eta = 0
 (`ode_euler_step`, tested against `samplers.ddim_step`); Heun's method adds a second model
 evaluation per step and is second-order accurate (`probability_flow_states`, eq. 7.8).
 
-As in samplers.py, t is the code timestep 0..T-1 and a "model" is `model(x_t, t) -> eps`.
+As in samplers.py, k is the code timestep 0..T-1 and a "model" is `model(x_t, k) -> eps`.
 """
 
 from __future__ import annotations
@@ -121,9 +121,9 @@ def sigma_of(alpha_bar: torch.Tensor) -> torch.Tensor:
     return ((1 - alpha_bar) / alpha_bar).sqrt()
 
 
-def ode_euler_step(x_t: torch.Tensor, t: int, t_next: int, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
-    """One Euler step of the probability-flow ODE (7.7) from timestep t to t_next < t
-    (t_next = -1: to clean data):
+def ode_euler_step(x_t: torch.Tensor, k: int, k_next: int, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """One Euler step of the probability-flow ODE (7.7) from timestep k to k_next < k
+    (k_next = -1: to clean data):
 
         x_bar_t = x_t / sqrt(alpha_bar_t),   x_bar_{t'} = x_bar_t + (sigma_{t'} - sigma_t) eps,
         x_{t'}  = sqrt(alpha_bar_{t'}) x_bar_{t'}
@@ -131,10 +131,10 @@ def ode_euler_step(x_t: torch.Tensor, t: int, t_next: int, eps: torch.Tensor, sc
     which is algebraically the same as DDIM with eta = 0, eq. (2.7).
     """
     check_same_shape("x_t", x_t, "eps", eps)
-    if not -1 <= t_next < t:
-        raise ValueError(f"t_next must satisfy -1 <= t_next < t = {t}, got {t_next}")
-    alpha_bar = alpha_bar_at(schedule, torch.tensor([t]), x_t)
-    alpha_bar_next = alpha_bar_at(schedule, torch.tensor([t_next]), x_t)
+    if not -1 <= k_next < k:
+        raise ValueError(f"k_next must satisfy -1 <= k_next < k = {k}, got {k_next}")
+    alpha_bar = alpha_bar_at(schedule, torch.tensor([k]), x_t)
+    alpha_bar_next = alpha_bar_at(schedule, torch.tensor([k_next]), x_t)
     x_bar = x_t / alpha_bar.sqrt()
     x_bar_next = x_bar + (sigma_of(alpha_bar_next) - sigma_of(alpha_bar)) * eps
     return alpha_bar_next.sqrt() * x_bar_next
@@ -145,24 +145,24 @@ def karras_timesteps(schedule: NoiseSchedule, steps: int, rho: float = 7.0, sigm
 
         sigma_i = (sigma_max^(1/rho) + i / (N - 1) * (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho
 
-    down to the schedule's smallest sigma (t = 0), each rounded to the nearest code timestep
+    down to the schedule's smallest sigma (k = 0), each rounded to the nearest code timestep
     (the model knows only those) and kept strictly decreasing; rho = 7 crowds the steps at
-    small sigma, where the flow (7.7) bends most. The first step still starts at t = T-1, where
+    small sigma, where the flow (7.7) bends most. The first step still starts at k = T-1, where
     x_T ~ N(0, I), and jumps to sigma_max = 80 as Karras et al.'s does: above that, x_bar only
-    grows in proportion to sigma (the cosine schedule's sigma reaches 20,291 at t = T-1), and
+    grows in proportion to sigma (the cosine schedule's sigma reaches 20,291 at k = T-1), and
     steps spent there are wasted.
     """
     if not 1 <= steps <= schedule.num_train_timesteps:
         raise ValueError(f"steps must be in [1, {schedule.num_train_timesteps}], got {steps}")
     if steps == 1:
         return [schedule.num_train_timesteps - 1]
-    sigmas = sigma_of(schedule.alpha_bar.double().cpu())  # (T,), increasing with t
+    sigmas = sigma_of(schedule.alpha_bar.double().cpu())  # (T,), increasing with k
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     low, high = sigmas[0] ** (1 / rho), min(sigmas[-1].item(), sigma_max) ** (1 / rho)
     targets = (high + ramp * (low - high)) ** rho  # (N,), from sigma_max down to sigma_min
     targets[0] = sigmas[-1]  # start from pure noise
     timesteps = [int((sigmas - target).abs().argmin()) for target in targets]
-    # several targets can round to one timestep (near t = 0, and near t = T-1 for the cosine
+    # several targets can round to one timestep (near k = 0, and near k = T-1 for the cosine
     # schedule, whose sigma leaps from about 60 to 20,291 in its last step): spread them out
     for i in range(1, steps):  # strictly decreasing from T-1 ...
         timesteps[i] = min(timesteps[i], timesteps[i - 1] - 1)
@@ -172,10 +172,10 @@ def karras_timesteps(schedule: NoiseSchedule, steps: int, rho: float = 7.0, sigm
     return timesteps
 
 
-def model_prediction(model: NoisePredictor, x: torch.Tensor, t: int, schedule: NoiseSchedule,
+def model_prediction(model: NoisePredictor, x: torch.Tensor, k: int, schedule: NoiseSchedule,
                      clip_x0: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pred_x0, eps) of the model at (x, t), clipped as `ddim_step` clips them."""
-    return clipped_prediction(x, alpha_bar_at(schedule, torch.tensor([t]), x), predict_noise(model, x, t), clip_x0)
+    """(pred_x0, eps) of the model at (x, k), clipped as `ddim_step` clips them."""
+    return clipped_prediction(x, alpha_bar_at(schedule, torch.tensor([k]), x), predict_noise(model, x, k), clip_x0)
 
 
 def ode_timesteps(schedule: NoiseSchedule, steps: int, spacing: str = DEFAULT_SPACING) -> list[int]:
@@ -190,7 +190,7 @@ def probability_flow_states(model: NoisePredictor, x: torch.Tensor, schedule: No
     """Solve the probability-flow ODE (7.7) from x = x_T over `timesteps`, one step at a time.
 
     method "euler": one model call per step; identical to DDIM with eta = 0.
-    method "heun": Heun's method, eq. (7.8): an Euler step to t_next, a second model call
+    method "heun": Heun's method, eq. (7.8): an Euler step to k_next, a second model call
         there, and the step redone with the average of the two slopes. Two steps stay Euler
         steps, so N steps cost 2N - 2 model calls (N >= 2):
         - the last one, to sigma = 0, where the model is not defined;
@@ -201,13 +201,13 @@ def probability_flow_states(model: NoisePredictor, x: torch.Tensor, schedule: No
     """
     if method not in ODE_METHODS:
         raise ValueError(f"method must be one of {', '.join(ODE_METHODS)}, got {method!r}")
-    for t, t_next in next_times(timesteps):
-        pred_x0, eps = model_prediction(model, x, t, schedule, clip_x0)
-        x_next = ode_euler_step(x, t, t_next, eps, schedule)
-        if method == "heun" and t != timesteps[0] and t_next >= 0:  # not the first step, nor the last
-            _, eps_next = model_prediction(model, x_next, t_next, schedule, clip_x0)
-            x_next = ode_euler_step(x, t, t_next, 0.5 * (eps + eps_next), schedule)  # eq. (7.8)
-        yield StepOutput(x_next, pred_x0, t)  # pred_x0: the estimate at the start of the step
+    for k, k_next in next_times(timesteps):
+        pred_x0, eps = model_prediction(model, x, k, schedule, clip_x0)
+        x_next = ode_euler_step(x, k, k_next, eps, schedule)
+        if method == "heun" and k != timesteps[0] and k_next >= 0:  # not the first step, nor the last
+            _, eps_next = model_prediction(model, x_next, k_next, schedule, clip_x0)
+            x_next = ode_euler_step(x, k, k_next, 0.5 * (eps + eps_next), schedule)  # eq. (7.8)
+        yield StepOutput(x_next, pred_x0, k)  # pred_x0: the estimate at the start of the step
         x = x_next
 
 

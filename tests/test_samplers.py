@@ -177,7 +177,7 @@ def test_ddim_with_eta_zero_is_deterministic_given_x_T():
     "call, message",
     [
         (lambda s, x, e: ddpm_step(x, 5, e, s), "needs `noise`"),
-        (lambda s, x, e: ddpm_step(x, 1000, e, s, noise=e), r"t must be in \[0, 999\]"),
+        (lambda s, x, e: ddpm_step(x, 1000, e, s, noise=e), r"timestep k must be in \[0, 999\]"),
         (lambda s, x, e: ddpm_step(x, 5, e, s, noise=e, variance="tiny"), "variance must be"),
         (lambda s, x, e: ddpm_step(x, 5, e[:2], s, noise=e), "same shape"),
         (lambda s, x, e: ddim_step(x, 5, 5, e, s), "t_next must satisfy"),

@@ -71,8 +71,8 @@ def test_q_sample_per_sample_timesteps_and_shapes():
     [
         (lambda s: make_schedule("quadratic"), "unknown schedule 'quadratic'"),
         (lambda s: make_schedule("linear", 0), "num_train_timesteps must be a positive int"),
-        (lambda s: q_sample(torch.zeros(2, 3), 1000, torch.zeros(2, 3), s), r"t must be in \[0, 999\], got 1000"),
-        (lambda s: q_sample(torch.zeros(2, 3), -1, torch.zeros(2, 3), s), r"t must be in \[0, 999\], got -1"),
+        (lambda s: q_sample(torch.zeros(2, 3), 1000, torch.zeros(2, 3), s), r"timestep k must be in \[0, 999\], got 1000"),
+        (lambda s: q_sample(torch.zeros(2, 3), -1, torch.zeros(2, 3), s), r"timestep k must be in \[0, 999\], got -1"),
         (lambda s: q_sample(torch.zeros(2, 3), 5, torch.zeros(2, 4), s), "same shape"),
         (lambda s: q_sample(torch.full((2, 3), float("nan")), 5, torch.zeros(2, 3), s), "NaN"),
         (lambda s: q_sample(torch.zeros(2, 3), torch.tensor([1, 2, 3]), torch.zeros(2, 3), s), "one timestep per sample"),

@@ -33,31 +33,27 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
         )
 
 
-def check_timesteps(t: torch.Tensor | int, num_train_timesteps: int, batch_size: int | None = None) -> torch.Tensor:
-    """Turn `t` into a long tensor and check that 0 <= t < num_train_timesteps (and its batch size).
-
-    Code timesteps are 0-indexed, as in diffusers: code t is the paper's t + 1.
+def check_timesteps(k: torch.Tensor | int, num_train_timesteps: int, batch_size: int | None = None) -> torch.Tensor:
+    """Turn the code timestep(s) `k` into a long tensor and check that 0 <= k < num_train_timesteps
+    (and its batch size). Code timesteps are 0-indexed, as in diffusers: code k is the paper's t = k + 1.
     """
-    t = torch.as_tensor(t)
-    if t.is_floating_point() or t.is_complex():
-        if not torch.equal(t, t.round()):
-            raise ValueError(
-                f"t must hold whole numbers (code indices k = 0..{num_train_timesteps - 1}, the paper's t = k + 1), "
-                f"got {t.flatten()[:5].tolist()}"
-            )
-    t = t.long()
-    if t.numel() and (t.min() < 0 or t.max() >= num_train_timesteps):
-        bad = t.min().item() if t.min() < 0 else t.max().item()
-        raise ValueError(
-            f"t must be in [0, {num_train_timesteps - 1}], got {bad}: library timesteps are code indices "
-            f"k = 0..{num_train_timesteps - 1} into alpha_bar, and code k is the paper's t = k + 1 "
-            f"(paper t = {num_train_timesteps} is k = {num_train_timesteps - 1}; the clean x_0, paper t = 0, has no index)"
-        )
-    if batch_size is not None and t.ndim == 1 and t.shape[0] not in (1, batch_size):
-        raise ValueError(f"t must have one timestep per sample ({batch_size}), got {t.shape[0]}")
-    if t.ndim > 1:
-        raise ValueError(f"t must be a scalar or a 1-D tensor (B,), got shape {tuple(t.shape)}")
-    return t
+    T = num_train_timesteps
+    k = torch.as_tensor(k)
+    if k.is_floating_point() or k.is_complex():
+        if not torch.equal(k, k.round()):
+            raise ValueError(f"the timestep k must hold whole numbers (code indices 0..{T - 1}, the paper's t = k + 1), "
+                             f"got {k.flatten()[:5].tolist()}")
+    k = k.long()
+    if k.numel() and (k.min() < 0 or k.max() >= T):
+        bad = k.min().item() if k.min() < 0 else k.max().item()
+        raise ValueError(f"the timestep k must be in [0, {T - 1}], got {bad}: library timesteps are code indices "
+                         f"k = 0..{T - 1} into alpha_bar, and code k is the paper's t = k + 1 "
+                         f"(paper t = {T} is k = {T - 1}; the clean x_0, paper t = 0, has no index)")
+    if batch_size is not None and k.ndim == 1 and k.shape[0] not in (1, batch_size):
+        raise ValueError(f"k must have one timestep per sample ({batch_size}), got {k.shape[0]}")
+    if k.ndim > 1:
+        raise ValueError(f"k must be a scalar or a 1-D tensor (B,), got shape {tuple(k.shape)}")
+    return k
 
 
 def broadcast_to_batch(values: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:

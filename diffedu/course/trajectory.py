@@ -44,8 +44,8 @@ class SampleOutput:
 
 def run_steps(x: torch.Tensor, steps: Iterable, total: int, *, capture_every: int | None = None, progress: bool = True,
               desc: str = "sampling", on_step: Callable[[], None] | None = None) -> SampleOutput:
-    """Drive a generator of steps from the start x (x_T): each step has .t (its starting time),
-    .prev_sample (x at the next time) and .pred_x0 (the estimate made at .t). Every CHECK_EVERY steps
+    """Drive a generator of steps from the start x (x_T): each step has .time (where it started),
+    .prev_sample (x at the next time) and .pred_x0 (the estimate made there). Every CHECK_EVERY steps
     and at the end, x is checked for NaN/inf.
 
     Args:
@@ -61,7 +61,7 @@ def run_steps(x: torch.Tensor, steps: Iterable, total: int, *, capture_every: in
     try:
         for i, step in enumerate(steps):
             if capture_every and i % capture_every == 0:
-                out.record(step.t, x, step.pred_x0)
+                out.record(step.time, x, step.pred_x0)
             x = step.prev_sample
             if (i + 1) % CHECK_EVERY == 0 or i + 1 == total:
                 check_finite("x_t", x)

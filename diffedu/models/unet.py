@@ -101,12 +101,14 @@ class SelfAttention(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps_theta(x_t, t, labels): predicts the noise in x_t (B, C, H, W) at timesteps t (B,).
+    """eps_theta(x_t, time_input, labels): predicts the noise in x_t (B, C, H, W) at the noise level
+    time_input (B,): a code timestep k for a diffusion model, t * 1000 for chapter 08's flows (which
+    train the same network to predict a velocity).
 
     Args:
         config: a UNetConfig (default: the course's MNIST model).
     Forward:
-        x_t: (B, C, H, W) noisy images; t: (B,) long timesteps; labels: (B,) long classes in
+        x_t: (B, C, H, W) noisy images; time_input: (B,) noise levels; labels: (B,) long classes in
         0..num_classes-1, or num_classes (= UNet.null_class) for "no label"; None means all
         null. Returns the predicted noise, (B, C, H, W).
     """
@@ -166,12 +168,12 @@ class UNet(nn.Module):
     def null_class(self) -> int | None:
         return self.config.num_classes
 
-    def embed(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def embed(self, time_input: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Time embedding plus class embedding, (B, 4 * base_channels)."""
-        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
+        emb = self.time_mlp(timestep_embedding(time_input, self.config.base_channels))
         if self.class_emb is not None:
             if labels is None:
-                labels = torch.full_like(t, self.null_class)
+                labels = torch.full_like(time_input, self.null_class)
             if labels.min() < 0 or labels.max() > self.null_class:
                 raise ValueError(f"labels must be in 0..{self.null_class} ({self.null_class} = no label), got {labels.unique().tolist()}")
             emb = emb + self.class_emb(labels)
@@ -179,12 +181,13 @@ class UNet(nn.Module):
             raise ValueError("this UNet is unconditional (num_classes=None): do not pass labels")
         return emb
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, time_input: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
         if x_t.ndim != 4 or x_t.shape[1] != cfg.image_channels:
             raise ValueError(f"x_t must have shape (B, {cfg.image_channels}, H, W), got {tuple(x_t.shape)}")
-        t = t.expand(x_t.shape[0]) if t.ndim == 1 and t.shape[0] == 1 else t
-        emb = self.embed(t, labels)  # (B, emb_dim)
+        if time_input.ndim == 1 and time_input.shape[0] == 1:
+            time_input = time_input.expand(x_t.shape[0])
+        emb = self.embed(time_input, labels)  # (B, emb_dim)
 
         # (B, 1, 28, 28) -> (B, p*p, 28/p, 28/p): each p x p patch becomes p*p channels
         h = self.stem(F.pixel_unshuffle(x_t, cfg.patch_size))  # (B, C0, 28/p, 28/p)
