@@ -80,14 +80,13 @@ def test_heun_sampler_differs_from_ddim_and_is_reproducible(tiny_model_dir, tmp_
     "extra, message",
     [
         (["--label", "12"], "--label must be a digit 0-9"),
-        (["--sampler", "ancestral", "--steps", "2000"], "--steps must be in 1..1000"),
         (["--sampler", "ddpm", "--steps", "50"], "use --sampler ancestral"),
-        (["--steps", "0"], "--steps must be in 1..1000"),
+        (["--steps", "0"], "--steps: ddim takes 1 or more steps, got 0"),
         (["--n", "0"], "--n: must be in 1..100000, got 0"),
         (["--label", "3", "--all-labels"], "not allowed with argument"),
         (["--unconditional", "--guidance", "2"], "--guidance needs digits to steer towards"),
         (["--sampler", "rk4"], "invalid choice"),
-        (["--sampler", "euler"], "mnist-unet cannot sample with --sampler euler: it takes ddim or ancestral or ddpm or heun"),
+        (["--sampler", "euler"], "mnist-unet cannot sample with --sampler euler: it takes ddim or ancestral or ddpm or pf-heun"),
         (["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
         (["--batch-size", "-1"], "--batch-size: must be at least 1, got -1"),
         (["--device", "tpu"], "unknown device 'tpu'"),
@@ -98,6 +97,13 @@ def test_bad_options_get_clear_errors(extra, message, tmp_path, capsys):
         main(["sample", "mnist-unet", "--out", str(tmp_path / "x.npz"), *extra])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_more_steps_than_the_schedule_has_get_one_line(tiny_model_dir, tmp_path, capsys):
+    """The upper bound is the loaded model's T (its schedule), checked by the front door."""
+    assert main(["sample", "mnist-unet", "--sampler", "ancestral", "--steps", "2000", "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: ancestral takes 1..1000 steps, got 2000"]
 
 
 def test_missing_checkpoint_says_how_to_make_it(tmp_path, monkeypatch, capsys):

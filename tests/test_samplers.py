@@ -180,7 +180,7 @@ def test_ddim_with_eta_zero_is_deterministic_given_x_T():
         (lambda s, x, e: ddpm_step(x, 1000, e, s, noise=e), r"timestep k must be in \[0, 999\]"),
         (lambda s, x, e: ddpm_step(x, 5, e, s, noise=e, variance="tiny"), "variance must be"),
         (lambda s, x, e: ddpm_step(x, 5, e[:2], s, noise=e), "same shape"),
-        (lambda s, x, e: ddim_step(x, 5, 5, e, s), "t_next must satisfy"),
+        (lambda s, x, e: ddim_step(x, 5, 5, e, s), "k_next must satisfy"),
         (lambda s, x, e: ddim_step(x, 5, 2, e, s, eta=2.0), "eta must be in"),
         (lambda s, x, e: ddim_step(x, 5, 2, e, s, eta=0.5), "needs `noise`"),
         (lambda s, x, e: ddim_timesteps(1000, 0), "steps must be in"),

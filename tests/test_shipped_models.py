@@ -140,7 +140,7 @@ def test_flow_models_refuse_what_they_cannot_do(tmp_path, capsys):
     assert exit_info.value.code == 2 and "mnist-flow cannot sample with --sampler ddim: it takes euler or heun" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sample", "mnist-unet", "--sampler", "euler", "--out", str(tmp_path / "x.npz")])
-    assert "it takes ddim or ancestral or ddpm or heun" in capsys.readouterr().err
+    assert "it takes ddim or ancestral or ddpm or pf-heun" in capsys.readouterr().err
     assert main(["sample", "mnist-fast", "--guidance", "2", "--n", "2", "--out", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "guidance w = 1.25 distilled into it" in err[0]
