@@ -144,11 +144,10 @@ def generate(model, n: int, sampler: str = "ddim", steps: int | None = None, *, 
     """
     import torch
 
-    from diffedu.course.device import autocast, randn
+    from diffedu.course.device import randn
     from diffedu.course.progress import tqdm
     from diffedu.course.trajectory import run_steps
     from diffedu.flow import flow_times
-    from diffedu.guidance import guided_predictor
     from diffedu.sde import ode_timesteps
 
     chosen = get_sampler(sampler)
@@ -183,13 +182,8 @@ def generate(model, n: int, sampler: str = "ddim", steps: int | None = None, *, 
     try:
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
-            predictor = model
-            if labels is not None:  # these digits, with guidance w
-                predictor = guided_predictor(model, labels[start: start + count].to(device), guidance)
-            elif model.null_class is not None:  # a conditional model asked for "any digit": its null class
-                predictor = guided_predictor(model, torch.full((count,), model.null_class, device=device), 1.0)
-            if mixed_precision:
-                predictor = with_autocast(predictor, autocast, device)
+            batch_labels = labels[start: start + count] if labels is not None else None
+            predictor = batch_predictor(model, batch_labels, count, guidance, mixed_precision, device)
             x = x_init[start: start + count].to(device)
             with torch.no_grad():
                 run = run_steps(x, states(predictor, x, *grid, **extra), steps, progress=False, on_step=bar.update)
@@ -202,11 +196,24 @@ def generate(model, n: int, sampler: str = "ddim", steps: int | None = None, *, 
     return torch.cat(chunks)
 
 
-def with_autocast(model, autocast, device):
-    """model(x, t) run under the device's mixed precision (`course.device.autocast`)."""
+def batch_predictor(model, labels, count: int, guidance: float, mixed_precision: bool, device):
+    """model(x, time_input) for one batch of `count`: guided towards `labels` (B,) with w = guidance; for
+    labels None, a conditional model's null class ("any digit") or an unconditional model as it is."""
+    import torch
 
-    def predict(x, time_input):
+    from diffedu.course.device import autocast
+    from diffedu.guidance import guided_predictor
+
+    predictor = model
+    if labels is not None:  # these digits, with guidance w
+        predictor = guided_predictor(model, labels.to(device), guidance)
+    elif model.null_class is not None:  # a conditional model asked for "any digit": its null class
+        predictor = guided_predictor(model, torch.full((count,), model.null_class, device=device), 1.0)
+    if not mixed_precision:
+        return predictor
+
+    def predict_in_mixed_precision(x, time_input):
         with autocast(device):
-            return model(x, time_input)
+            return predictor(x, time_input)
 
-    return predict
+    return predict_in_mixed_precision
