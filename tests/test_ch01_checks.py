@@ -1,10 +1,10 @@
 """Why chapter 01's statistical checks are fair: their false-alarm rates and their power.
 
-Section 4 of chapter 01 tests eq. (1.5) on N noising chains at five timesteps with three checks:
-the sample mean within 5 standard errors, the sample variance within 5 standard errors, and
-sqrt(N) * (Kolmogorov-Smirnov distance) below 1.95. The same checks run for the cosine schedule
-(section 6) and, KS only, against the exact MNIST mixture (section 7). The chapter states the
-results in one line each; the reasoning behind them lives here:
+The appendix notebook (chapters/appendix_checks.ipynb, sections 1-3) tests chapter 01's eq. (1.5)
+on N noising chains at five timesteps with three checks: the sample mean within 5 standard errors,
+the sample variance within 5 standard errors, and sqrt(N) * (Kolmogorov-Smirnov distance) below
+1.95. The same checks run for the cosine schedule and, KS only, against the exact MNIST mixture.
+Chapter 01 itself shows the histograms; the reasoning behind the checks lives here:
 
 - false alarms: a correct implementation fails a 5-standard-error check with probability
   erfc(5 / sqrt 2) ~ 6e-7, and the KS check with probability ~0.001 (Kolmogorov 1933);

@@ -1,5 +1,5 @@
-"""Why chapter 02's statistical checks are fair: the reasoning its collapsible notes summarise,
-shown numerically.
+"""Why chapter 02's statistical checks are fair: the reasoning of the appendix notebook
+(chapters/appendix_checks.ipynb, sections 4-5), shown numerically.
 
 The chapter allows 4 standard errors (SE) in every check on random samples. These tests confirm
 (1) that 4 SE means a false-alarm rate of 6.3e-5, (2) that the standard errors the chapter uses

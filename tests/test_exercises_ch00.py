@@ -6,7 +6,7 @@ import torch
 
 from diffedu.exercises import ExerciseError, ExerciseResult, ch00, exercise
 from solutions import ch00 as reference
-from exercise_helpers import stub, wrong_message
+from exercise_helpers import hint_stages, stub, wrong_message
 
 
 # The result object: one line, no traceback, truthy only when correct
@@ -66,7 +66,7 @@ def _count(split, digit):
         (lambda: _count("train", 7), "training set"),
         (lambda: 10_000, "whole test set"),
         (lambda: _count("test", 1), "another digit"),
-        (lambda: 7, "labels equal to 7"),
+        (lambda: 7, "test labels equal to 7"),
         (lambda: 1028.5, "whole number"),
         (lambda: "1028", "a number"),
     ],
@@ -80,7 +80,7 @@ def test_count_mistakes_get_their_hint(answer, phrase):
 PIXEL_MISTAKES = {
     "truncated": (lambda x: ((x.clamp(-1, 1)[:, 0] + 1) * 127.5).to(torch.uint8), "round to the nearest"),
     "not clamped": (lambda x: ((x[:, 0] + 1) * 127.5).round().to(torch.uint8), "clamp to [-1, 1] first"),
-    "x * 255": (lambda x: (x.clamp(-1, 1)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8), "not x * 255"),
+    "x * 255": (lambda x: (x.clamp(-1, 1)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8), "x * 255 sends -1 below 0"),
     "channel kept": (lambda x: ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), "drop the channel axis"),
     "float": (lambda x: ((x.clamp(-1, 1)[:, 0] + 1) * 127.5).round(), "torch.uint8"),
     "no return": (lambda x: None, "forget `return"),
@@ -93,3 +93,10 @@ PIXEL_MISTAKES = {
 @pytest.mark.parametrize("wrong, phrase", PIXEL_MISTAKES.values(), ids=PIXEL_MISTAKES.keys())
 def test_pixel_mistakes_get_their_hint(wrong, phrase):
     assert phrase in wrong_message(ch00.check_to_pixels(wrong))
+
+
+def test_hints_come_in_stages():
+    first, _, third = hint_stages(ch00.check_count_sevens, 7)
+    assert "The formula" not in first and "== 7).sum()" not in first and "The formula: (load_mnist('test').labels == 7).sum()" in third
+    first, _, third = hint_stages(ch00.check_to_pixels, PIXEL_MISTAKES["x * 255"][0])
+    assert "127.5" not in first and "The formula: ((images.clamp(-1, 1)[:, 0] + 1) * 127.5)" in third

@@ -1,76 +1,122 @@
-"""Chapter 03 checkers: stub -> not attempted, wrong -> hint, reference -> correct."""
+"""Chapter 03 checkers: stub -> not attempted, wrong -> hint (idea first, formula late), reference -> correct."""
 
 import re
 
 import pytest
 import torch
 
+from diffedu import zoo
+from diffedu.course.data import load_mnist
 from diffedu.exercises import ch03
 from solutions import ch03 as reference
-from exercise_helpers import stub, wrong_message
+from exercise_helpers import hint_stages, stub, wrong_message
+
+
+@pytest.fixture(scope="module")
+def reference_x0_errors():
+    model, schedule = zoo.load("mnist-unet")
+    test_set = load_mnist("test")
+    return reference.solution_x0_errors(model, schedule, test_set.images[:1000], test_set.labels[:1000])
 
 
 def test_stubs_are_not_attempted(capsys):
-    for result in (ch03.check_sinusoidal_embedding(stub), ch03.check_guided_eps(stub), ch03.check_conv_parameters(...)):
+    for result in (ch03.check_shift_embedding(stub), ch03.check_negative_guidance(stub), ch03.check_x0_errors(...),
+                   ch03.check_conv_parameters(...)):
         assert result.status == "not attempted" and not result and "not attempted yet" in repr(result)
     assert capsys.readouterr().out == ""
 
 
-def test_reference_solutions_pass():
-    assert repr(ch03.check_sinusoidal_embedding(reference.solution_sinusoidal_embedding)) == "Exercise 3.1: correct"
-    assert ch03.check_guided_eps(reference.solution_guided_eps)
-    assert ch03.check_conv_parameters(reference.SOLUTION_3_3)
-    assert ch03.check_conv_parameters(torch.tensor(reference.SOLUTION_3_3))
+def test_reference_solutions_pass(reference_x0_errors):
+    assert repr(ch03.check_shift_embedding(reference.solution_shift_embedding)) == "Exercise 3.1: correct"
+    assert ch03.check_negative_guidance(reference.solution_negative_guided_eps)
+    assert ch03.check_x0_errors(reference_x0_errors)
+    assert ch03.check_x0_errors({t: torch.tensor(value) for t, value in reference_x0_errors.items()})
+    assert ch03.check_conv_parameters(reference.SOLUTION_3_4)
+    assert ch03.check_conv_parameters(torch.tensor(reference.SOLUTION_3_4))
 
 
-def test_guidance_in_ho_and_salimans_convention_is_right_once_w_is_converted():
-    """Their (1 + w') eps_cond - w' eps_uncond with w' = w - 1 is (3.3)."""
-    assert ch03.check_guided_eps(lambda c, u, w: (1 + (w - 1)) * c - (w - 1) * u)
+def test_the_x0_error_grows_with_t_as_3_4_says():
+    eps_errors, x0_errors = ch03.measured_errors()
+    values = [x0_errors[t] for t in ch03.ERROR_TIMESTEPS]
+    assert values == sorted(values) and values[-1] > 10 * values[0]
 
 
-def _embedding(t, dim, exponent_denominator=None, order="sin-cos", shift=0):
-    half = dim // 2
-    freqs = 10_000.0 ** (-torch.arange(half) / (exponent_denominator or half))  # (half,)
-    angles = (t.float() + shift)[:, None] * freqs[None, :]  # (B, half)
-    if order == "sin-cos":
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
-    if order == "cos-sin":
-        return torch.cat([angles.cos(), angles.sin()], dim=1)
-    if order == "interleaved":
-        return torch.stack([angles.sin(), angles.cos()], dim=2).flatten(1)
-    raise ValueError(order)
+def _shifted(rotation_sign: int = 1, sin_sign: int = 1, cos_sign: int = -1, denominator=None):
+    def shift(emb, delta):
+        half = emb.shape[1] // 2
+        freqs = 10_000.0 ** (-torch.arange(half) / (denominator or half))
+        sin, cos = emb[:, :half], emb[:, half:]
+        turn = rotation_sign * delta * freqs
+        return torch.cat([sin * turn.cos() + sin_sign * cos * turn.sin(), cos * turn.cos() + cos_sign * sin * turn.sin()], dim=1)
+    return shift
 
 
-EMBEDDING_MISTAKES = {
-    "cosines first": (lambda t, dim: _embedding(t, dim, order="cos-sin"), "sines first, then cosines"),
-    "interleaved": (lambda t, dim: _embedding(t, dim, order="interleaved"), "you interleaved them"),
-    "t + 1": (lambda t, dim: _embedding(t, dim, shift=1), "you embedded k \\+ 1, the paper's t"),
-    "exponent i / d": (lambda t, dim: _embedding(t, dim, exponent_denominator=dim), "not by d:"),
-    "exponent i / (d/2 - 1)": (lambda t, dim: _embedding(t, dim, exponent_denominator=dim // 2 - 1), "not by d/2 - 1"),
-    "something else": (lambda t, dim: _embedding(t * 2, dim), "frequencies are w_i"),
-    "wrong shape": (lambda t, dim: _embedding(t, dim)[:, : dim // 2], "shape \\(4, 16\\)"),
-    "crash": (lambda t, dim: t.reshape(dim, -1), "^your code raised RuntimeError"),
+SHIFT_MISTAKES = {
+    "backwards": (_shifted(rotation_sign=-1), "embedding of k - delta"),
+    "cosine sign": (_shifted(cos_sign=1), "sign in the cosine of a sum"),
+    "sine sign": (_shifted(sin_sign=-1, cos_sign=-1), "sign in the sine of a sum"),
+    "added embeddings": (lambda emb, d: emb + ch03.timestep_embedding(torch.full((emb.shape[0],), d), emb.shape[1]),
+                         "embeddings do not add up"),
+    "frequencies over d": (_shifted(denominator=16), "divides i by d/2, not by d"),
+    "something else": (lambda emb, d: emb * 2, "point on a circle"),
+    "wrong shape": (lambda emb, d: emb[:, :4], "shape \\(5, 16\\)"),
+    "crash": (lambda emb, d: emb.reshape(3, -1), "^your code raised RuntimeError"),
 }
 
 
-@pytest.mark.parametrize("wrong, phrase", EMBEDDING_MISTAKES.values(), ids=EMBEDDING_MISTAKES.keys())
-def test_embedding_mistakes_get_their_hint(wrong, phrase):
-    assert re.search(phrase, wrong_message(ch03.check_sinusoidal_embedding(wrong)))
+@pytest.mark.parametrize("wrong, phrase", SHIFT_MISTAKES.values(), ids=SHIFT_MISTAKES.keys())
+def test_shift_mistakes_get_their_hint(wrong, phrase):
+    assert re.search(phrase, wrong_message(ch03.check_shift_embedding(wrong)))
 
 
-GUIDANCE_MISTAKES = {
-    "Ho & Salimans' form with our w": (lambda c, u, w: (1 + w) * c - w * u, "the paper's w is our w - 1"),
-    "direction flipped": (lambda c, u, w: u + w * (u - c), "from the unconditional prediction towards"),
-    "scaled conditional": (lambda c, u, w: w * c, "not guidance"),
-    "something else": (lambda c, u, w: c + u, "w = 0 must give eps_uncond"),
-    "forgot return": (lambda c, u, w: None, "returned None"),
-    "crash": (lambda c, u, w: c.lerp(u), "^your code raised TypeError"),
+def test_shift_hint_gives_the_formula_only_late():
+    first, second, third = hint_stages(ch03.check_shift_embedding, lambda emb, d: emb * 2)
+    assert "point on a circle" in first and "sin(a + b)" not in first and "sin(a + b)" not in second
+    assert "sin(a + b)" in third
+
+
+NEGATIVE_MISTAKES = {
+    "sign of v": (lambda u, c, n, w, v: u + w * (c - u) + v * (n - u), "exponent -v"),
+    "no unconditional partner": (lambda u, c, n, w, v: u + w * (c - u) - v * n, "unconditional partner"),
+    "Stable Diffusion's negative prompt": (lambda u, c, n, w, v: n + w * (c - n), "negative prompt"),
+    "measured from eps_cond": (lambda u, c, n, w, v: u + w * (c - u) - v * (n - c), "measured from the unconditional"),
+    "something else": (lambda u, c, n, w, v: c - n, "v = 0 must give \\(3.3\\)"),
+    "forgot return": (lambda u, c, n, w, v: None, "returned None"),
+    "crash": (lambda u, c, n, w, v: c.lerp(u), "^your code raised TypeError"),
 }
 
 
-@pytest.mark.parametrize("wrong, phrase", GUIDANCE_MISTAKES.values(), ids=GUIDANCE_MISTAKES.keys())
-def test_guidance_mistakes_get_their_hint(wrong, phrase):
-    assert re.search(phrase, wrong_message(ch03.check_guided_eps(wrong)))
+@pytest.mark.parametrize("wrong, phrase", NEGATIVE_MISTAKES.values(), ids=NEGATIVE_MISTAKES.keys())
+def test_negative_guidance_mistakes_get_their_hint(wrong, phrase):
+    assert re.search(phrase, wrong_message(ch03.check_negative_guidance(wrong)))
+
+
+def test_negative_guidance_hint_gives_the_formula_only_late():
+    stages = hint_stages(ch03.check_negative_guidance, lambda u, c, n, w, v: c - n)
+    assert all("v (eps_negative - eps_uncond)" not in message for message in stages[:2])
+    assert ch03.NEGATIVE_FORMULA in stages[2]
+
+
+def test_x0_error_mistakes_get_their_hint(reference_x0_errors):
+    eps_errors, x0_errors = ch03.measured_errors()
+    snr = {t: eps_errors[t] / x0_errors[t] for t in x0_errors}
+    cases = [
+        (eps_errors, "errors of the noise prediction"),
+        ({t: eps_errors[t] * snr[t] for t in snr}, "does not multiply"),
+        ({t: x0_errors[1000 - t] for t in x0_errors}, "shrink as t grows"),
+        ({t: 2 * value for t, value in x0_errors.items()}, "the checker measures about"),
+        ({100: 0.1}, "needs exactly the keys"),
+        ([0.1, 0.2], "answer with a dict"),
+        ({t: "small" for t in x0_errors}, "a number"),
+    ]
+    for answer, phrase in cases:
+        assert phrase in wrong_message(ch03.check_x0_errors(answer)), answer
+
+
+def test_x0_error_hint_for_eps_errors_gives_3_4_only_late():
+    eps_errors = ch03.measured_errors()[0]
+    first, _, third = hint_stages(ch03.check_x0_errors, eps_errors)
+    assert "SNR" not in first and "(3.4): x0-error = eps-error / SNR(t)" in third
 
 
 @pytest.mark.parametrize(

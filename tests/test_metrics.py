@@ -11,7 +11,7 @@ from skimage.metrics import structural_similarity
 from diffedu.models.classifier import MnistClassifier
 from diffedu.metrics import (
     accuracy, fid_from_features, frechet_distance, gaussian_fit, inception_score_from_probs, kid_from_features,
-    mmd2_unbiased, perceptual_path_length, precision_recall, psnr, slerp, ssim,
+    mmd2_unbiased, perceptual_path_length, precision_recall, psnr, slerp, ssim, standardise_features,
 )
 
 
@@ -104,6 +104,42 @@ def test_kid_grows_with_a_shift_and_is_near_zero_for_one_distribution():
     small, _ = kid_from_features(real, torch.randn(600, 16, generator=gen) + 0.3, subset_size=300)
     large, _ = kid_from_features(real, torch.randn(600, 16, generator=gen) + 1.0, subset_size=300)
     assert abs(same) < small < large
+
+
+def _relu_features(n: int, shift: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """Features like the classifier's: ReLU outputs (n, 64) with norms of about 25, one feature never firing."""
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.relu(3 * torch.randn(n, 64, generator=gen, dtype=torch.float64) + 1 + shift)
+    features[:, 0] = 0  # a dead ReLU: zero variance
+    return features
+
+
+def test_kid_standardises_features_of_any_scale():
+    """KID's kernel (x.y/D + 1)^3 assumes features of order 1; on features of norm ~25 the raw estimate's spread
+    is orders of magnitude larger. Standardised, KID does not depend on the features' scale."""
+    real, other = _relu_features(800, seed=1), _relu_features(800, seed=2)
+    assert 15 < real.norm(dim=1).mean() < 40
+    raw_std = kid_from_features(real, other, subset_size=400, num_subsets=20, standardise=False)[1]
+    kid, spread = kid_from_features(real, other, subset_size=400, num_subsets=20)
+    assert spread < raw_std / 30
+    assert math.isclose(kid_from_features(25 * real, 25 * other, subset_size=400, num_subsets=20)[0], kid, rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isfinite(kid) and abs(kid) < 3 * spread  # one distribution: within its noise of 0
+
+
+def test_kid_separates_a_shift_from_its_noise():
+    real = _relu_features(800, seed=1)
+    same_mean, same_std = kid_from_features(real, _relu_features(800, seed=2), subset_size=400, num_subsets=20)
+    shifted, _ = kid_from_features(real, _relu_features(800, shift=1.0, seed=3), subset_size=400, num_subsets=20)
+    assert shifted > same_mean + 5 * same_std
+
+
+def test_standardise_features_shares_one_scale_and_keeps_dead_features_finite():
+    a, b = standardise_features(_relu_features(100, seed=1), _relu_features(50, shift=1.0, seed=2))
+    both = torch.cat([a, b])
+    assert torch.isfinite(both).all() and torch.allclose(both[:, 0], torch.zeros(150, dtype=torch.float64))
+    assert torch.allclose(both[:, 1:].mean(0), torch.zeros(63, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(both[:, 1:].std(0), torch.ones(63, dtype=torch.float64))
+    assert b[:, 1:].mean() > a[:, 1:].mean()  # the shift survives: one scale for both sets
 
 
 def test_inception_score_known_values():

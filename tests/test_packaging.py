@@ -181,11 +181,13 @@ def test_notebook_follows_the_course_template(path):
         if cell["cell_type"] == "code":
             assert not cell["outputs"] and cell["execution_count"] is None, "commit notebooks without outputs"
     intro = "".join(cells[0]["source"])
-    assert cells[0]["cell_type"] == "markdown" and intro.startswith(f"# Chapter {path.name[:2]}")
+    appendix = path.name.startswith("appendix_")  # optional reading: no exercises
+    title = "# Appendix" if appendix else f"# Chapter {path.name[:2]}"
+    assert cells[0]["cell_type"] == "markdown" and intro.startswith(title)
     for heading in ("## What you'll learn", "## What you'll need", "## Time"):
         assert heading in intro, f"the first cell needs a '{heading}' section"
     markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    for heading in ("## Summary", "## Exercises", "## Further reading"):
+    for heading in ("## Summary", "## Further reading") + (() if appendix else ("## Exercises",)):
         assert heading in markdown
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     assert "import *" not in code and ".cuda()" not in code

@@ -30,7 +30,7 @@ pytest.importorskip("myst_nb")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "chapters").glob("appendix_*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("ch[0-9][0-9].py"))
 EXECUTED = ROOT / "build" / "executed" / "fast"
 SCREENSHOTS = ROOT / "build" / "screenshots"

@@ -29,7 +29,7 @@ BUILD = ROOT / "build" / "executed"
 
 def chapter_paths(selected: list[str]) -> list[Path]:
     """The chapters whose file names start with one of `selected` (all of them if none)."""
-    paths = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb")) + sorted(CHAPTERS.glob("appendix_*.ipynb"))  # the appendix last
     chosen = [p for p in paths if not selected or any(p.name.startswith(s) for s in selected)]
     if selected and not chosen:
         sys.exit(f"execute: no chapter starts with {' or '.join(selected)}: they are {', '.join(p.stem for p in paths)}")

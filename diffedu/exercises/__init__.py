@@ -7,8 +7,9 @@ ExerciseResult, which the notebook shows as one short line,
   NotImplementedError, or the answer is still `...`);
 - "Exercise 3.2: not yet — <hint>" for a wrong answer, with a hint aimed at the typical mistake
   it matches. Hints come in stages: the idea first; the formula only from the FORMULA_AFTER-th
-  wrong try of that exercise on (a checker gives it as ExerciseError(idea, formula=...)). An exception raised by your own code (say a TypeError) becomes a one-line hint
-  naming the exception, not a traceback; call your function yourself to see the traceback;
+  wrong try of that exercise on (a checker gives it as ExerciseError(idea, formula=...)).
+  An exception raised by your own code (say a TypeError) becomes a one-line hint naming the
+  exception, not a traceback; call your function yourself to see the traceback;
 - "Exercise 3.2: correct" for a right one.
 
 So "Run All" always runs to the end. The result is truthy only when correct, so

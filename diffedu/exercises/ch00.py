@@ -7,7 +7,7 @@ import functools
 import torch
 
 from diffedu.course.data import load_mnist, to_uint8
-from diffedu.exercises import ExerciseError, exercise, expect_tensor, expect_whole_number, reject_known_mistakes
+from diffedu.exercises import ExerciseError, exercise, expect_tensor, expect_whole_number
 
 
 @functools.lru_cache(maxsize=2)
@@ -29,7 +29,7 @@ def check_count_sevens(answer) -> None:
         raise ExerciseError("that is the size of the whole test set: count only the labels equal to 7")
     if count in test_counts:
         raise ExerciseError("that is the count of another digit: compare the labels with 7")
-    raise ExerciseError("count the labels equal to 7: a boolean mask `labels == 7` and `.sum()`")
+    raise ExerciseError("count the test labels equal to 7", formula="(load_mnist('test').labels == 7).sum()")
 
 
 @exercise("0.2")
@@ -46,16 +46,19 @@ def check_to_pixels(to_pixels) -> None:
     if torch.equal(result, expected):
         return
     inside = images[:, 0].clamp(-1, 1)
+    formula = "((images.clamp(-1, 1)[:, 0] + 1) * 127.5).round().to(torch.uint8)"
     mistakes = [
         (((inside + 1) * 127.5).to(torch.uint8), "round to the nearest integer before converting: .to(torch.uint8) "
          "truncates, so 254.9 would become 254"),
         (((images[:, 0] + 1) * 127.5).round().to(torch.uint8), "clamp to [-1, 1] first: values outside the range "
          "wrap around in uint8 (256 becomes 0)"),
-        ((inside * 127.5).round().to(torch.uint8), "shift before scaling: -1 -> 0 and 1 -> 255 is (x + 1) * 127.5"),
-        ((inside * 255).round().clamp(0, 255).to(torch.uint8), "shift before scaling: -1 -> 0 and 1 -> 255 is "
-         "(x + 1) * 127.5, not x * 255"),
+        ((inside * 127.5).round().to(torch.uint8), "shift before scaling: -1 must become 0, and 1 must become 255"),
+        ((inside * 255).round().clamp(0, 255).to(torch.uint8), "shift before scaling: -1 must become 0, and 1 must "
+         "become 255; x * 255 sends -1 below 0"),
     ]
-    reject_known_mistakes(result.double(), [(m.double(), hint) for m, hint in mistakes], atol=0, rtol=0)
+    for mistake, hint in mistakes:
+        if torch.equal(result, mistake):
+            raise ExerciseError(hint, formula)
     worst = (result.int() - expected.int()).abs().max().item()
-    raise ExerciseError(f"some pixels are off by up to {worst}. Clamp to [-1, 1], map x to (x + 1) * 127.5, and "
-                        "round (not truncate) before converting")
+    raise ExerciseError(f"some pixels are off by up to {worst}. Clamp to [-1, 1], map the range [-1, 1] onto [0, 255], and "
+                        "round (not truncate) before converting", formula)

@@ -1,5 +1,5 @@
-"""Exercises of chapter 07 (scores, Langevin dynamics, the probability-flow ODE). See
-diffedu/exercises/__init__.py for how checkers work."""
+"""Exercises of chapter 07 (the probability-flow ODE: Heun's step, another clock, and a flow solved by
+hand). See diffedu/exercises/__init__.py for how checkers work."""
 
 from __future__ import annotations
 
@@ -8,44 +8,156 @@ import math
 import torch
 from scipy.integrate import quad
 
-from diffedu.exercises import ExerciseError, exercise, expect_close, expect_number, expect_tensor
+from diffedu.exercises import ExerciseError, exercise, expect_close, expect_number, expect_tensor, same
+from diffedu.schedules import make_schedule
+from diffedu.sde import ode_euler_step, probability_flow_sample
+
+DATA_STD = 0.5  # the tiny model of 7.1 and 7.2 is the exact noise predictor for data ~ N(0, 0.5^2 I)
 
 
-def _pair(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(5, 2, generator=gen, dtype=torch.float64), torch.randn(5, 2, generator=gen, dtype=torch.float64)
+def _linear_schedule():
+    return make_schedule("linear").to(dtype=torch.float64)
+
+
+def _gaussian_model(schedule):
+    """model(x, t) -> eps, exact for data N(0, DATA_STD^2 I); t an int code timestep or a tensor (B,)."""
+
+    def model(x: torch.Tensor, t) -> torch.Tensor:
+        alpha_bar = schedule.alpha_bar[torch.as_tensor(t)].double()
+        if alpha_bar.ndim == 1:
+            alpha_bar = alpha_bar.view(-1, *([1] * (x.ndim - 1)))  # (B, 1): one timestep per sample
+        return (1 - alpha_bar).sqrt() * x.double() / (alpha_bar * DATA_STD**2 + 1 - alpha_bar)
+
+    return model
+
+
+def _points(seed: int) -> torch.Tensor:
+    return torch.randn(6, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)  # (6, 2)
 
 
 @exercise("7.1")
-def check_score_from_eps(score_from_eps) -> None:
-    """Exercise 7.1: the score from a noise prediction, eq. (7.2)."""
-    eps, _ = _pair(1)
-    alpha_bar = 0.36  # sqrt(1 - alpha_bar) = 0.8
-    result = expect_tensor(score_from_eps(eps, alpha_bar), (5, 2), "the score").double()
-    if torch.allclose(result, eps / 0.8):
-        raise ExerciseError("check the sign: the score points back towards the data, against the noise that was added")
-    if torch.allclose(result, -eps / 0.64):
-        raise ExerciseError("divide by the standard deviation of the noise, sqrt(1 - alpha_bar), not by its variance")
-    if torch.allclose(result, -eps * 0.8):
-        raise ExerciseError("(7.2) divides by sqrt(1 - alpha_bar); multiplying gives eps from the score, the other way round")
-    expect_close(result, -eps / 0.8, "score = -eps / sqrt(1 - alpha_bar)")
+def check_heun_step(heun_step) -> None:
+    """Exercise 7.1: one Heun step of the probability-flow ODE (7.7), eq. (7.8), checked against the library's
+    `probability_flow_sample(..., method="heun")`."""
+    schedule, x_t = _linear_schedule(), _points(1)
+    model = _gaussian_model(schedule)
+    t, t_prev = 600, 400
+    result = expect_tensor(heun_step(model, x_t, t, t_prev, schedule), (6, 2), "x at t_prev").double()
+    eps_t = model(x_t, t)
+    euler = ode_euler_step(x_t, t, t_prev, eps_t, schedule)
+    eps_end = model(euler, t_prev)
+    mistakes = [
+        (euler, "that is Euler's step (DDIM): Heun evaluates the slope a second time, at the end of that Euler step"),
+        (ode_euler_step(x_t, t, t_prev, eps_end, schedule),
+         "you used the slope at the end only: Heun averages the slopes at the start and at the end"),
+        (ode_euler_step(x_t, t, t_prev, eps_t + eps_end, schedule),
+         "the two slopes are averaged, not added: each gets half the weight"),
+        (ode_euler_step(x_t, t, t_prev, 0.5 * (eps_t + model(euler, t)), schedule),
+         "the second slope belongs to the end of the step: call the model at t_prev, not at t"),
+        (ode_euler_step(x_t, t, t_prev, 0.5 * (eps_t + model(x_t, t_prev)), schedule),
+         "the second slope is taken at the point the Euler step reached, not at x_t"),
+    ]
+    for candidate, hint in mistakes:
+        if same(result, candidate, atol=1e-8, rtol=1e-6):
+            raise ExerciseError(hint)
+    expect_close(result, ode_euler_step(x_t, t, t_prev, 0.5 * (eps_t + eps_end), schedule),
+                 "take an Euler step with the slope at x_t, read the slope again where it lands, and redo the step "
+                 "from x_t with the average", atol=1e-8, rtol=1e-6,
+                 formula="x_euler = ode_euler_step(x_t, t, t_prev, eps_t, schedule); eps_end = model(x_euler, t_prev); "
+                         "return ode_euler_step(x_t, t, t_prev, (eps_t + eps_end) / 2, schedule)")
+    # the library's solver: 3 trailing steps 999 -> 666 -> 332 -> clean, the first and the last plain Euler
+    x_start = _points(2)
+    library = probability_flow_sample(model, (6, 2), schedule, 3, "heun", x_init=x_start, progress=False).samples.double()
+    x = ode_euler_step(x_start, 999, 666, model(x_start, 999), schedule)
+    x = heun_step(model, x, 666, 332, schedule).double()
+    x = ode_euler_step(x, 332, -1, model(x, 332), schedule)
+    expect_close(x, library, "your step agrees on one step but not inside the library's solver: does it use only its "
+                 "arguments (model, x_t, t, t_prev, schedule)?", atol=1e-5, rtol=1e-4)
+
+
+def _u_step_expected(x_t, t, t_prev, eps, schedule, score_factor=0.5, span=None, noise_std=None):
+    beta, alpha_bar = schedule.betas[t].item(), schedule.alpha_bar[t].item()
+    score = -eps / math.sqrt(1 - alpha_bar) if noise_std is None else -eps / noise_std
+    span = t - t_prev if span is None else span
+    return x_t + span * (0.5 * beta * x_t + score_factor * beta * score)
 
 
 @exercise("7.2")
-def check_langevin_step(langevin_step) -> None:
-    """Exercise 7.2: one step of Langevin dynamics, eq. (7.3)."""
-    x, noise = _pair(2)
-    score = -x / 0.25
-    step_size = 0.01
-    result = expect_tensor(langevin_step(x, score, step_size, noise), (5, 2), "the new x").double()
-    if torch.allclose(result, x + step_size * score + math.sqrt(step_size) * noise):
-        raise ExerciseError("the score term has a factor 1/2: x + (step_size / 2) * score + ...")
-    if torch.allclose(result, x + 0.5 * step_size * score + step_size * noise):
-        raise ExerciseError("the noise is scaled by sqrt(step_size): its variance, not its size, is step_size")
-    if torch.allclose(result, x + 0.5 * step_size * score):
-        raise ExerciseError("without the noise term this is gradient ascent: it collapses onto the modes")
-    expect_close(result, x + 0.5 * step_size * score + math.sqrt(step_size) * noise,
-                 "x + (step_size / 2) * score + sqrt(step_size) * noise")
+def check_euler_step_in_u(euler_step_in_u) -> None:
+    """Exercise 7.2: one Euler step of (7.6) in the clock u = (t + 1) / T, with the score from eps by (7.2)."""
+    schedule = _linear_schedule()
+    gen = torch.Generator().manual_seed(3)
+    x_t, eps = torch.randn(6, 2, generator=gen, dtype=torch.float64), torch.randn(6, 2, generator=gen, dtype=torch.float64)
+    t, t_prev = 600, 550
+    result = expect_tensor(euler_step_in_u(x_t, t, t_prev, eps, schedule), (6, 2), "x at t_prev").double()
+    alpha_bar = schedule.alpha_bar[t].item()
+    reject = [
+        (_u_step_expected(x_t, t, t_prev, eps, schedule, score_factor=1.0),
+         "that is the drift of the reverse SDE (7.5); the ODE (7.6) has half its score term"),
+        (_u_step_expected(x_t, t, t_prev, eps, schedule, span=1),
+         "a jump from t to t_prev spans t - t_prev timesteps, and beta(u) du is beta_t for each of them"),
+        (_u_step_expected(x_t, t, t_prev, eps, schedule, span=t_prev - t),
+         "mind the direction: u decreases from t to t_prev, and -1/2 beta (x + score) is the slope in u"),
+        (_u_step_expected(x_t, t, t_prev, eps, schedule, noise_std=1 - alpha_bar),
+         "the score divides eps by the noise's standard deviation sqrt(1 - alpha_bar_t), eq. (7.2), not its variance"),
+        (_u_step_expected(x_t, t, t_prev, -eps, schedule),
+         "check the score's sign: it points against the noise, score = -eps / sqrt(1 - alpha_bar_t)"),
+    ]
+    for candidate, hint in reject:
+        if same(result, candidate, atol=1e-9, rtol=1e-7):
+            raise ExerciseError(hint)
+    expected = _u_step_expected(x_t, t, t_prev, eps, schedule)
+    expect_close(result, expected, "one Euler step of (7.6) at x_t: u moves by -(t - t_prev) / T, and beta(u) is T beta_t, so the "
+                 "step's beta(u) du is (t - t_prev) beta_t", atol=1e-9, rtol=1e-7,
+                 formula="x_t + 0.5 * beta_t * (t - t_prev) * (x_t + score), score = -eps / sqrt(1 - alpha_bar_t)")
+    last = euler_step_in_u(x_t, 40, -1, eps, schedule)  # the last step, to clean data: 41 timesteps
+    expect_close(expect_tensor(last, (6, 2), "x at t_prev = -1").double(), _u_step_expected(x_t, 40, -1, eps, schedule),
+                 "the last step goes to t_prev = -1 (clean data, u = 0): it spans t + 1 timesteps", atol=1e-9, rtol=1e-7)
+
+
+def clock_ratio(num_points: int = 2000, steps: int = 20) -> float:
+    """Exercise 7.3's measurement: mean distance to the exact ODE's end point of Euler in u over DDIM's
+    (Euler in sigma), both on `steps` trailing timesteps of the linear schedule, on the exact mixture."""
+    from diffedu.course.device import randn
+    from diffedu.samplers import ddim_timesteps
+    from diffedu.toy import exact_noise_predictor, make_toy_mixture
+
+    schedule = _linear_schedule()
+    model = exact_noise_predictor(make_toy_mixture(), schedule)
+    x_start = randn((num_points, 2), torch.Generator().manual_seed(6)).double()
+    reference = probability_flow_sample(model, (num_points, 2), schedule, 200, "heun", spacing="karras", x_init=x_start,
+                                        progress=False).samples
+    timesteps = ddim_timesteps(schedule.num_train_timesteps, steps, "trailing")
+    x_u, x_sigma = x_start.clone(), x_start.clone()
+    for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
+        batch_t = torch.full((num_points,), t)
+        x_u = _u_step_expected(x_u, t, t_prev, model(x_u, batch_t), schedule)
+        x_sigma = ode_euler_step(x_sigma, t, t_prev, model(x_sigma, batch_t), schedule)
+    distance_u = (x_u - reference).norm(dim=1).mean().item()
+    distance_sigma = (x_sigma - reference).norm(dim=1).mean().item()
+    return distance_u / distance_sigma
+
+
+_MEASURED = {}
+
+
+@exercise("7.3")
+def check_clock_ratio(answer) -> None:
+    """Exercise 7.3: distance(Euler in u) / distance(Euler in sigma = DDIM) at 20 steps, measured."""
+    answer = expect_number(answer, "the ratio of the two mean distances")
+    if "ratio" not in _MEASURED:
+        _MEASURED["ratio"] = clock_ratio()
+    expected = _MEASURED["ratio"]
+    if abs(answer - expected) <= 0.1 * expected:  # the learner's points and seeds differ from the checker's
+        return
+    if abs(1 / answer - expected) <= 0.1 * expected:
+        raise ExerciseError("that is the ratio the other way round: Euler in u on top, DDIM below")
+    if abs(answer - 1) < 0.02:
+        raise ExerciseError("a ratio of 1: did both runs take the same step? One uses your euler_step_in_u, the other "
+                            "ode_euler_step (DDIM)")
+    raise ExerciseError("not what the checker measures. Both runs start from the same x_T, take 20 trailing steps "
+                        "(the last to t_prev = -1), and are compared with `reference` by the mean distance "
+                        "(x - reference).norm(dim=1).mean()")
 
 
 def _flow_factor(s: float, sigma_start: float) -> float:
@@ -55,9 +167,9 @@ def _flow_factor(s: float, sigma_start: float) -> float:
     return math.exp(-integral)
 
 
-@exercise("7.3")
+@exercise("7.4")
 def check_flow_factor(answer) -> None:
-    """Exercise 7.3: d x_bar / d sigma = sigma x_bar / (s^2 + sigma^2) from sigma = 2 to 0, s = 0.5."""
+    """Exercise 7.4: d x_bar / d sigma = sigma x_bar / (s^2 + sigma^2) from sigma = 2 to 0, s = 0.5."""
     answer = expect_number(answer, "the factor")
     s, sigma_start = 0.5, 2.0
     expected = _flow_factor(s, sigma_start)
@@ -69,4 +181,6 @@ def check_flow_factor(answer) -> None:
         raise ExerciseError("s / sigma is the answer for sigma much larger than s; solve the equation exactly")
     if abs(answer - expected**2) < 3e-3 or abs(answer - 1 / expected**2) < 3e-3:
         raise ExerciseError("the integral of sigma / (s^2 + sigma^2) is (1/2) log(s^2 + sigma^2): mind the 1/2")
-    raise ExerciseError("separate the variables: d log x_bar = sigma d sigma / (s^2 + sigma^2) = d (1/2) log(s^2 + sigma^2)")
+    raise ExerciseError("separate the variables: put everything with x_bar on one side and everything with sigma on the "
+                        "other, and integrate both",
+                        formula="d log x_bar = sigma d sigma / (s^2 + sigma^2) = d (1/2) log(s^2 + sigma^2)")

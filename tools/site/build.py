@@ -39,7 +39,7 @@ MODES = {"full": "full mode, as a learner runs it", "fast": "fast mode (`DIFFEDU
 
 
 def chapters() -> list[Path]:
-    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "chapters").glob("appendix_*.ipynb"))
 
 
 def executed_copy(chapter: Path, fast_only: bool) -> tuple[Path, str]:
