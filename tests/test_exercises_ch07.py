@@ -31,8 +31,8 @@ def test_reference_solutions_pass():
 
 
 def test_float32_answers_pass():
-    def heun_float32(model, x_t, t, t_prev, schedule):
-        return reference.solution_heun_step(lambda x, k: model(x, k).float(), x_t.float(), t, t_prev, schedule)
+    def heun_float32(model, x_t, t, k_next, schedule):
+        return reference.solution_heun_step(lambda x, k: model(x, k).float(), x_t.float(), t, k_next, schedule)
 
     assert ch07.check_heun_step(heun_float32)
 
@@ -50,9 +50,9 @@ def test_the_measured_ratio_is_what_the_chapter_measures():
     exact = probability_flow_sample(model, (2000, 2), linear, 1000, "heun", x_init=x_start, progress=False).samples
     x_u, x_ddim = x_start.clone(), x_start.clone()
     timesteps = ddim_timesteps(1000, 20, "trailing")
-    for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
-        x_u = reference.solution_euler_step_in_u(x_u, t, t_prev, model(x_u, torch.full((2000,), t)), linear)
-        x_ddim = ode_euler_step(x_ddim, t, t_prev, model(x_ddim, torch.full((2000,), t)), linear)
+    for t, k_next in zip(timesteps, timesteps[1:] + [-1]):
+        x_u = reference.solution_euler_step_in_u(x_u, t, k_next, model(x_u, torch.full((2000,), t)), linear)
+        x_ddim = ode_euler_step(x_ddim, t, k_next, model(x_ddim, torch.full((2000,), t)), linear)
     ratio = (x_u - exact).norm(dim=1).mean().item() / (x_ddim - exact).norm(dim=1).mean().item()
     assert ch07.check_clock_ratio(ratio)
     assert abs(ratio - reference.SOLUTION_7_3) < 0.03
@@ -63,38 +63,38 @@ def test_the_checkers_quadrature_agrees_with_the_closed_form():
     assert abs(ch07._flow_factor(0.5, 2.0) - reference.SOLUTION_7_4) < 1e-9
 
 
-def heun_euler_only(model, x, t, t_prev, schedule):
-    return ode_euler_step(x, t, t_prev, model(x, t), schedule)
+def heun_euler_only(model, x, t, k_next, schedule):
+    return ode_euler_step(x, t, k_next, model(x, t), schedule)
 
 
-def heun_end_slope(model, x, t, t_prev, schedule):
-    return ode_euler_step(x, t, t_prev, model(ode_euler_step(x, t, t_prev, model(x, t), schedule), t_prev), schedule)
+def heun_end_slope(model, x, t, k_next, schedule):
+    return ode_euler_step(x, t, k_next, model(ode_euler_step(x, t, k_next, model(x, t), schedule), k_next), schedule)
 
 
-def heun_added(model, x, t, t_prev, schedule):
-    end = model(ode_euler_step(x, t, t_prev, model(x, t), schedule), t_prev)
-    return ode_euler_step(x, t, t_prev, model(x, t) + end, schedule)
+def heun_added(model, x, t, k_next, schedule):
+    end = model(ode_euler_step(x, t, k_next, model(x, t), schedule), k_next)
+    return ode_euler_step(x, t, k_next, model(x, t) + end, schedule)
 
 
-def heun_second_call_at_t(model, x, t, t_prev, schedule):
-    end = model(ode_euler_step(x, t, t_prev, model(x, t), schedule), t)
-    return ode_euler_step(x, t, t_prev, (model(x, t) + end) / 2, schedule)
+def heun_second_call_at_t(model, x, t, k_next, schedule):
+    end = model(ode_euler_step(x, t, k_next, model(x, t), schedule), t)
+    return ode_euler_step(x, t, k_next, (model(x, t) + end) / 2, schedule)
 
 
-def heun_second_call_at_x_t(model, x, t, t_prev, schedule):
-    return ode_euler_step(x, t, t_prev, (model(x, t) + model(x, t_prev)) / 2, schedule)
+def heun_second_call_at_x_t(model, x, t, k_next, schedule):
+    return ode_euler_step(x, t, k_next, (model(x, t) + model(x, k_next)) / 2, schedule)
 
 
-def heun_from_the_euler_point(model, x, t, t_prev, schedule):  # redoes the step from the wrong place
-    euler = ode_euler_step(x, t, t_prev, model(x, t), schedule)
-    return euler + 0.1 * (model(euler, t_prev) - model(x, t))
+def heun_from_the_euler_point(model, x, t, k_next, schedule):  # redoes the step from the wrong place
+    euler = ode_euler_step(x, t, k_next, model(x, t), schedule)
+    return euler + 0.1 * (model(euler, k_next) - model(x, t))
 
 
 def u_step(score_factor=0.5, span=None, variance=False, sign=1.0):
-    def step(x, t, t_prev, eps, schedule):
+    def step(x, t, k_next, eps, schedule):
         beta, alpha_bar = schedule.betas[t].item(), schedule.alpha_bar[t].item()
         score = -sign * eps / ((1 - alpha_bar) if variance else math.sqrt(1 - alpha_bar))
-        return x + (t - t_prev if span is None else span(t, t_prev)) * (0.5 * beta * x + score_factor * beta * score)
+        return x + (t - k_next if span is None else span(t, k_next)) * (0.5 * beta * x + score_factor * beta * score)
 
     return step
 
@@ -105,16 +105,16 @@ def u_step(score_factor=0.5, span=None, variance=False, sign=1.0):
         (ch07.check_heun_step, heun_euler_only, "that is Euler's step"),
         (ch07.check_heun_step, heun_end_slope, "at the end only"),
         (ch07.check_heun_step, heun_added, "averaged, not added"),
-        (ch07.check_heun_step, heun_second_call_at_t, "call the model at t_prev"),
+        (ch07.check_heun_step, heun_second_call_at_t, "call the model at k_next"),
         (ch07.check_heun_step, heun_second_call_at_x_t, "not at x_t"),
         (ch07.check_heun_step, heun_from_the_euler_point, "redo the step from x_t with the average"),
         (ch07.check_heun_step, lambda m, x, t, tp, s: x.item(), "your code raised"),
         (ch07.check_euler_step_in_u, u_step(score_factor=1.0), "reverse SDE"),
-        (ch07.check_euler_step_in_u, u_step(span=lambda t, tp: 1), "spans t - t_prev timesteps"),
+        (ch07.check_euler_step_in_u, u_step(span=lambda t, tp: 1), "spans k - k_next timesteps"),
         (ch07.check_euler_step_in_u, u_step(span=lambda t, tp: tp - t), "mind the direction"),
         (ch07.check_euler_step_in_u, u_step(variance=True), "not its variance"),
         (ch07.check_euler_step_in_u, u_step(sign=-1.0), "score's sign"),
-        (ch07.check_euler_step_in_u, u_step(span=lambda t, tp: t - max(tp, 0)), "spans t + 1 timesteps"),
+        (ch07.check_euler_step_in_u, u_step(span=lambda t, tp: t - max(tp, 0)), "spans k + 1 timesteps"),
         (ch07.check_euler_step_in_u, u_step(score_factor=0.25), "one Euler step of (7.6)"),
     ],
 )
