@@ -63,7 +63,7 @@ NEGATIVE_FORMULA = "eps_uncond + w (eps_cond - eps_uncond) - v (eps_negative - e
 
 @exercise("3.2")
 def check_negative_guidance(negative_guided_eps) -> None:
-    """Exercise 3.2: guidance towards class y and away from class y', (3.2)-(3.3) for q_t(x) q_t(y|x)^w q_t(y'|x)^-v."""
+    """Exercise 3.2: guidance towards class y and away from class y', (3.2)-(3.3) for ``q_t(x) q_t(y|x)^w q_t(y'|x)^-v``."""
     gen = torch.Generator().manual_seed(0)
     eps_uncond, eps_cond, eps_negative = torch.randn(3, 2, 1, 4, 4, generator=gen).unbind(0)  # each (2, 1, 4, 4)
     for w, v in ((2.0, 1.0), (3.0, 0.0), (0.0, 0.5)):
