@@ -25,19 +25,6 @@ def tiny_unet(seed: int = 0) -> UNet:
     return model
 
 
-class CountingModel(torch.nn.Module):
-    """Wraps a UNet and counts forward passes (batched calls, one per step when unguided)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.calls = model, 0
-        self.config, self.null_class = model.config, model.null_class
-
-    def forward(self, x, t, labels=None):
-        self.calls += 1
-        return self.model(x, t, labels)
-
-
 def test_path_and_its_velocity_are_eqs_8_1_and_8_2():
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(5, 1, 4, 4, generator=g), torch.randn(5, 1, 4, 4, generator=g)
