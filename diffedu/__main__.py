@@ -11,6 +11,7 @@ tests/data) except `publish`, which checks the run's files against its card and 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -384,6 +385,8 @@ def run_train(args: argparse.Namespace) -> int:
               "run the same command again to continue")
         return 0
     print(f"finished: {card['train_steps']} steps; the model and its card are in {run_dir}")
+    if card.get("metrics"):
+        print(json.dumps(card["metrics"], indent=2))
     if args.no_metrics:
         print(f"not measured (--no-metrics): `python -m diffedu evaluate {args.name} --from {run_dir}` measures it")
     if target is not None:
@@ -422,7 +425,8 @@ def run_publish(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 def run_evaluate(args: argparse.Namespace) -> int:
     from diffedu.models.checkpoints import is_course_data
 
-    zoo.evaluate(args.name, args.n, args.source, args.device, out=args.out)
+    metrics = zoo.evaluate(args.name, args.n, args.source, args.device, out=args.out)
+    print(json.dumps(metrics, indent=2))
     written = [str(args.out)] if args.out else []
     if args.source is not None and not is_course_data(args.source):
         written.insert(0, f"the model card in {args.source}")

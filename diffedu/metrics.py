@@ -13,7 +13,6 @@ with published Inception FIDs.
 
 from __future__ import annotations
 
-import json
 import time
 
 import torch
@@ -274,5 +273,4 @@ def evaluate_samples(draw, n: int = 1000, seed: int = 0, steps: int = 50, guidan
             "accuracy": round(accuracy(classifier, images, labels), 4),
             "fid": round(fid(classifier, images, test_images[:n]), 3),
         }
-    print(json.dumps(results, indent=2))
     return results

@@ -108,6 +108,7 @@ def test_unfinished_card_warns_in_one_line(tmp_path, capsys):
     read_checkpoint("tiny", tmp_path)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unfinished run (step 7 of 100)" in err[0]
+    assert f"train tiny --run-dir {tmp_path}" in err[0]  # where the run to resume is
     _tiny_checkpoint(tmp_path, {"finished": True})
     read_checkpoint("tiny", tmp_path)
     assert capsys.readouterr().err == ""

@@ -241,7 +241,9 @@ def test_evaluate_leaves_the_course_alone_and_writes_where_asked(course_copy, tm
     """`evaluate mnist-fast --n 100` used to rewrite the tracked card (FID 15.141 became 90.032)."""
     before = _hashes(course_copy)
     assert main(["evaluate", "mnist-fast", "--n", "4"]) == 0
-    assert "not rewritten" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not rewritten" in out and out.count('"fid_real_vs_real"') == 1  # the metrics, printed once
+    assert json.loads(out[out.index("{"): out.rindex("}") + 1])["steps_4"]["accuracy"] >= 0
     assert main(["evaluate", "mnist-fast", "--n", "4", "--from", str(course_copy)]) == 0
     assert _hashes(course_copy) == before
     assert main(["evaluate", "mnist-fast", "--n", "4", "--out", str(tmp_path / "m.json")]) == 0

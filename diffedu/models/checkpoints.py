@@ -220,7 +220,7 @@ def warn_if_unfinished(name: str, card: dict, where: Path) -> None:
         total = config.get("train_steps", config.get("steps"))
         of = f" of {total}" if total else ""
         print(f"warning: '{name}' in {where} is from an unfinished run (step {card.get('train_steps', card.get('steps'))}{of}): "
-              f"finish it with `python -m diffedu train {name}` (it resumes)", file=sys.stderr)
+              f"finish it with `python -m diffedu train {name} --run-dir {where}` (it resumes)", file=sys.stderr)
 
 
 def publish(files: list[str], source: Path, dest: Path | None = None) -> Path:

@@ -108,7 +108,6 @@ def evaluate(pipe, n: int) -> dict:
     pipe(prompts, num_inference_steps=20, guidance_scale=3.0, generator=torch.Generator().manual_seed(0), output_type="pt")
     metrics["seconds_64_images_20_steps"] = round(time.perf_counter() - start, 2)
     metrics["threads"] = torch.get_num_threads()
-    print(metrics)
     return metrics
 
 

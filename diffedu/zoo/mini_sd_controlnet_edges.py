@@ -96,7 +96,6 @@ def evaluate(pipe, n: int) -> dict:
                                    "reads_as_prompt": round((read == other).float().mean().item(), 4),
                                    "ink_iou": round(adaptation.ink_iou(disagreeing, sources).mean().item(), 4)}
     metrics.update(digits=EVAL_DIGITS, steps=STEPS, guidance=GUIDANCE)
-    print(metrics)
     return metrics
 
 

@@ -75,7 +75,6 @@ def evaluate(pipe, n: int) -> dict:
                for setting, x in images.items()}
     metrics["ink_ratio"] = round(metrics["with_lora"]["ink_fraction"] / metrics["without_lora"]["ink_fraction"], 3)
     metrics.update(prompt=finetune.LORA_TEMPLATE, images_per_digit=PER_DIGIT, steps=STEPS, guidance=GUIDANCE)
-    print(metrics)
     return metrics
 
 

@@ -75,7 +75,6 @@ def evaluate(pipe, n: int) -> dict:
                             "accuracy": round((predict_labels(classifier, images) == labels).float().mean().item(), 4)}
     metrics["slant_added"] = round(metrics["with_token"]["slant"] - metrics["without_token"]["slant"], 4)
     metrics.update(training_shear=SHEAR, images_per_digit=PER_DIGIT, steps=STEPS, guidance=GUIDANCE)
-    print(metrics)
     return metrics
 
 

@@ -29,7 +29,6 @@ def train(run_dir: Path, out_folder: Path, measure: bool = True, **overrides) ->
     stop_if_interrupted(result)
     classifier = result.ema.cpu().eval()
     metrics = {"test_accuracy": round(accuracy(classifier, test_set.images, test_set.labels), 4)} if measure else {}
-    print(metrics)
     card = model_card(NAME, config, result, {
         "metrics": metrics,
         "notes": "EMA weights. Used for classifier accuracy of samples and FID on its 128 penultimate features.",
@@ -42,7 +41,6 @@ def evaluate(classifier: MnistClassifier, n: int) -> dict:
     """Accuracy on all 10,000 test digits (n is not used: the test set is small)."""
     test = load_mnist("test")
     metrics = {"test_accuracy": round(accuracy(classifier, test.images, test.labels), 4)}
-    print(metrics)
     return metrics
 
 

@@ -67,7 +67,6 @@ def load(device="cpu", folder: Path | None = None) -> VAE:
 def evaluate(vae: VAE, n: int) -> dict:
     """PSNR and SSIM of reconstructions of all 10,000 test digits (n is not used), and the scale factor."""
     metrics = {**reconstruction_metrics(vae, load_mnist("test").images), "latent_scaling_factor": round(vae.config.scaling_factor, 5)}
-    print(metrics)
     return metrics
 
 
