@@ -30,22 +30,20 @@ def numbers_in(value) -> list[float]:
     return []
 
 
+BOX = re.compile(r"(?m)(?:^>.*(?:\n|$))+")  # a run of quoted lines, anywhere in a cell
+
+
+def boxes_in(markdown: str) -> list[tuple[str, str]]:
+    """(benchmark, box text) for every quoted box in a markdown text that cites a benchmark script."""
+    return [(match.group(1), box.strip()) for box in BOX.findall(markdown) if (match := CITES.search(box))]
+
+
 def quoted_boxes() -> list[tuple[str, str, str]]:
-    """(notebook, benchmark, box text) for every quoted box (a markdown cell starting with ">") that cites a benchmark script."""
-    boxes = []
-    for notebook in sorted((ROOT / "chapters").glob("*.ipynb")):
-        for cell in json.loads(notebook.read_text())["cells"]:
-            lines = "".join(cell["source"]).strip().splitlines() if cell["cell_type"] == "markdown" else []
-            quoted = []  # the box: the lines of the quote (">") the cell starts with
-            for line in lines:
-                if not line.startswith(">"):
-                    break
-                quoted.append(line)
-            text = "\n".join(quoted)
-            match = CITES.search(text)
-            if match:
-                boxes.append((notebook.name, match.group(1), text))
-    return boxes
+    """(notebook, benchmark, box text) for every quoted box of every chapter that cites a benchmark script."""
+    return [(notebook.name, benchmark, text)
+            for notebook in sorted((ROOT / "chapters").glob("*.ipynb"))
+            for cell in json.loads(notebook.read_text())["cells"] if cell["cell_type"] == "markdown"
+            for benchmark, text in boxes_in("".join(cell["source"]))]
 
 
 def unmatched(text: str, values: list[float]) -> list[str]:
@@ -64,6 +62,13 @@ def test_a_benchmark_box_quotes_only_what_its_benchmark_measured(notebook, bench
     missing = unmatched(text, numbers_in(json.loads(results.read_text())))
     assert not missing, (f"{notebook} quotes {', '.join(missing)} as measured by {benchmark}.py, but {results.name} holds no such "
                          f"value: run `python benchmarks/{benchmark}.py --out {results.relative_to(ROOT)}` and quote what it writes")
+
+
+def test_boxes_are_found_anywhere_in_a_cell():
+    cell = ("Some prose first.\n\n> **On the reference machine**, measured by `python benchmarks/bench_flow.py`: FID 15.1\n"
+            "> | a | b |\n\nMore prose, 9.9.\n> a quote without a benchmark")
+    assert boxes_in(cell) == [("bench_flow", "> **On the reference machine**, measured by `python benchmarks/bench_flow.py`: "
+                                             "FID 15.1\n> | a | b |")]
 
 
 def test_the_check_finds_a_number_its_benchmark_does_not_hold():
