@@ -6,10 +6,12 @@ far and says so in one line, exit code 130, and the run resumes from there.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -110,12 +112,21 @@ def test_the_command_line_trains_on_two_processes_and_reports_once(tmp_path):
 
 def test_ctrl_c_on_the_command_line_with_two_processes(tmp_path):
     process = _cli(tmp_path, "--steps", "100000")
+    err_chars: list[str] = []  # the progress bar's output, read as it comes
+
+    def read_stderr():
+        while char := process.stderr.read(1):
+            err_chars.append(char)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "run").exists():
-        time.sleep(0.2)
-    time.sleep(6)  # training has started (if not, the launcher stops the processes after its grace period)
+    while time.time() < deadline and not re.search(r"\| [1-9]\d*/100000 \[", "".join(err_chars)):
+        time.sleep(0.2)  # until the bar shows a finished step (a fixed wait failed on a loaded machine)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    reader.join(timeout=10)
+    err = "".join(err_chars)
     assert process.returncode == 130
     assert "Traceback" not in err
     said = [line for line in err.splitlines() if "interrupted" in line]
