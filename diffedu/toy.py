@@ -3,7 +3,8 @@
 Under the forward process (eq. 1.5) a mixture of isotropic Gaussians stays a mixture:
 component k with mean mu_k and std s_k becomes N(sqrt(alpha_bar) mu_k, (alpha_bar s_k^2 +
 1 - alpha_bar) I). So the score, the ideal noise predictor and E[x_0 | x_t] are closed forms
-(chapter 02), which lets us test samplers with a perfect "model".
+(chapter 02), which lets us test samplers with a perfect "model". Observed through a linear A with
+Gaussian noise, it has an exact posterior too (`observation_posterior`, chapter 10).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def exact_noise_predictor(mixture: GaussianMixture, schedule: NoiseSchedule):
     def model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = check_timesteps(t, schedule.num_train_timesteps, batch_size=x_t.shape[0])
         eps = torch.empty(x_t.shape, dtype=torch.float64)
-        x_cpu = x_t.detach().cpu()
+        x_cpu = x_t.cpu()  # not detached: DPS (chapter 10) differentiates through this model
         t_cpu = t.cpu().expand(x_t.shape[0])
         for step in t_cpu.unique().tolist():  # one noised mixture per distinct timestep
             alpha_bar = schedule.alpha_bar[step].double().item()
@@ -179,3 +180,47 @@ def component_summary(mixture: GaussianMixture, samples: torch.Tensor, far: floa
         stds=stds,
         far_fraction=(nearest_distance > far).double().mean().item(),
     )
+
+
+@dataclass(frozen=True)
+class PosteriorMixture:
+    """sum_k weights[k] N(means[k], covariances[k]) in two dimensions (float64): what an observation
+    leaves of the mixture's prior (chapter 10). Unlike the prior, the components need not be round."""
+
+    weights: torch.Tensor  # (K,)
+    means: torch.Tensor  # (K, 2)
+    covariances: torch.Tensor  # (K, 2, 2)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n points (n, 2) float32 and the component each came from (n,) int64."""
+        components = torch.multinomial(self.weights.float(), n, replacement=True, generator=generator)
+        noise = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        factors = torch.linalg.cholesky(self.covariances)  # (K, 2, 2), L L^T = covariance
+        points = self.means[components] + (factors[components] @ noise[..., None]).squeeze(-1)
+        return points.float(), components
+
+
+def observation_posterior(mixture: GaussianMixture, matrix: torch.Tensor, y: torch.Tensor, noise_std: float) -> PosteriorMixture:
+    """p(x_0 | y) for one observation y = A x_0 + sigma_y n (A = matrix (m, 2), y (m,), sigma_y =
+    noise_std > 0), eq. (10.2), when x_0 follows `mixture`. Bayes' rule inside each component
+    (a Gaussian prior times a linear Gaussian likelihood) gives a Gaussian, eq. (10.6):
+
+        C_k = (I / s_k^2 + A^T A / sigma_y^2)^-1,   m_k = C_k (mu_k / s_k^2 + A^T y / sigma_y^2)
+        w'_k  proportional to  w_k N(y; A mu_k, sigma_y^2 I + s_k^2 A A^T)
+
+    For a noiseless observation take a small sigma_y (float64 keeps 1e-3 exact enough)."""
+    if noise_std <= 0:
+        raise ValueError(f"noise_std must be > 0 (use a small value such as 1e-3 for a noiseless A), got {noise_std}")
+    matrix, y = matrix.double(), y.double().reshape(-1)
+    if matrix.ndim != 2 or matrix.shape[1] != 2 or y.shape[0] != matrix.shape[0]:
+        raise ValueError(f"expected matrix (m, 2) and y (m,), got {tuple(matrix.shape)} and {tuple(y.shape)}")
+    eye = torch.eye(2, dtype=torch.float64)
+    variances = mixture.stds**2  # (K,)
+    precisions = eye / variances[:, None, None] + matrix.T @ matrix / noise_std**2  # (K, 2, 2)
+    covariances = torch.linalg.inv(precisions)
+    pulls = mixture.means / variances[:, None] + matrix.T @ y / noise_std**2  # (K, 2)
+    means = (covariances @ pulls[..., None]).squeeze(-1)
+    evidence_cov = noise_std**2 * torch.eye(len(y), dtype=torch.float64) + variances[:, None, None] * (matrix @ matrix.T)  # (K, m, m)
+    evidence = torch.distributions.MultivariateNormal(mixture.means @ matrix.T, covariance_matrix=evidence_cov)
+    weights = torch.softmax(mixture.weights.log() + evidence.log_prob(y), dim=0)
+    return PosteriorMixture(weights, means, covariances)

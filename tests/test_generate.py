@@ -128,7 +128,7 @@ def test_a_sampler_added_in_one_place_reaches_the_command_line(tmp_path, monkeyp
 # the chapter whose lesson each math module is; a module may import those of its own or earlier chapters.
 # (metrics.py is used from chapter 03 on and explained in 06: a tool, like course/ and models/, not a lesson.)
 CHAPTER_OF = {"schedules": 1, "samplers": 2, "losses": 2, "toy": 2, "guidance": 3, "train": 3, "latents": 4,
-              "sde": 7, "flow": 8, "distill": 8}
+              "sde": 7, "flow": 8, "distill": 8, "restoration": 10}
 
 
 def library_imports() -> dict[str, set[str]]:
