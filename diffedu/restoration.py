@@ -141,13 +141,15 @@ def ddnm_states(model: NoisePredictor, x: torch.Tensor, schedule: NoiseSchedule,
 
 
 def dps_step(model: NoisePredictor, x_t: torch.Tensor, k: int, k_next: int, schedule: NoiseSchedule, operator, y: torch.Tensor,
-             step_size: float, eta: float = 1.0, noise: torch.Tensor | None = None) -> StepOutput:
+             step_size: float, eta: float = 1.0, noise: torch.Tensor | None = None, clip_x0: float | None = 1.0) -> StepOutput:
     """One DPS step (Chung et al. 2023, Algorithm 1), eq. (10.5):
 
         x' = the DDIM step (2.7) from x_t
         x_{k'} = x' - zeta grad_{x_t} ||y - A pred_x0(x_t)||^2,   zeta = step_size / ||y - A pred_x0(x_t)||
 
-    per sample, with the gradient taken through the network (pred_x0 depends on x_t through eps)."""
+    per sample, with the gradient taken through the network (pred_x0 depends on x_t through eps) on the
+    unclipped pred_x0, and the DDIM step clipped as every sampler of the course (without it, ancestral
+    sampling with mnist-unet collapses: FID above 1,000)."""
     check_same_shape("y", y, "A x_t", operator(x_t))
     alpha_bar = alpha_bar_at(schedule, step_time(k, schedule, x_t), x_t)
     with torch.enable_grad():
@@ -156,17 +158,18 @@ def dps_step(model: NoisePredictor, x_t: torch.Tensor, k: int, k_next: int, sche
         residual = (y - operator(x0_from_eps(x_in, eps, alpha_bar))).flatten(1)  # (B, m)
         distance = residual.norm(dim=1)  # (B,)
         (grad,) = torch.autograd.grad(distance.square().sum(), x_in)  # each sample's term depends on its own x_t only
-    step = ddim_step(x_t, k, k_next, eps.detach(), schedule, eta, noise)
+    step = ddim_step(x_t, k, k_next, eps.detach(), schedule, eta, noise, clip_x0)
     zeta = broadcast_to_batch(step_size / distance.detach().clamp(min=1e-12), x_t)
     return StepOutput(step.prev_sample - zeta * grad, step.pred_x0, k)
 
 
 def dps_states(model: NoisePredictor, x: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int], operator, y: torch.Tensor,
-               step_size: float = 1.0, eta: float = 1.0, generator: torch.Generator | None = None) -> Iterator[StepOutput]:
+               step_size: float = 1.0, eta: float = 1.0, generator: torch.Generator | None = None,
+               clip_x0: float | None = 1.0) -> Iterator[StepOutput]:
     """DPS from x = x_T over `timesteps`, one step at a time (eta = 1: ancestral, as in the paper)."""
     for k, k_next in next_times(timesteps):
         noise = randn(x.shape, generator, x.device) if eta > 0 and k_next >= 0 else None
-        step = dps_step(model, x, k, k_next, schedule, operator, y, step_size, eta, noise)
+        step = dps_step(model, x, k, k_next, schedule, operator, y, step_size, eta, noise, clip_x0)
         yield step
         x = step.prev_sample
 

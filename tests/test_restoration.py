@@ -74,7 +74,7 @@ def test_dps_step_matches_a_hand_computation():
     x_t = torch.randn(4, 3, generator=gen, dtype=torch.float64)
     y = torch.randn(4, 2, generator=gen, dtype=torch.float64)
     c, k, k_next, step_size = 0.4, 600, 500, 0.7
-    step = dps_step(linear_model(c), x_t, k, k_next, SCHEDULE, Matrix(matrix), y, step_size, eta=0.0)
+    step = dps_step(linear_model(c), x_t, k, k_next, SCHEDULE, Matrix(matrix), y, step_size, eta=0.0, clip_x0=None)
 
     alpha_bar = alpha_bar_at(SCHEDULE, step_time(k, SCHEDULE, x_t), x_t).double()
     a = (1 - c * (1 - alpha_bar).sqrt()) / alpha_bar.sqrt()  # (4, 1)
@@ -93,7 +93,7 @@ def test_deterministic_methods_do_not_depend_on_the_batch():
     x_T, y = torch.randn(6, 2, generator=gen), torch.randn(6, 1, generator=gen)
     timesteps = ddim_timesteps(1000, 8)
     for method in (lambda x, y: ddnm_states(model, x, SCHEDULE, timesteps, operator, y, clip_x0=None),
-                   lambda x, y: dps_states(model, x, SCHEDULE, timesteps, operator, y, step_size=0.5, eta=0.0)):
+                   lambda x, y: dps_states(model, x, SCHEDULE, timesteps, operator, y, step_size=0.5, eta=0.0, clip_x0=None)):
         whole = run(method(x_T, y))
         halves = torch.cat([run(method(x_T[:3], y[:3])), run(method(x_T[3:], y[3:]))])
         assert torch.allclose(whole, halves, atol=1e-5)
