@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from diffedu.course.checks import broadcast_to_batch, check_same_shape
 from diffedu.course.device import randn
 from diffedu.samplers import (NoisePredictor, StepOutput, alpha_bar_at, clipped_prediction, ddim_states, ddim_step,
-                              next_times, predict_noise, step_time, x0_from_eps)
+                              eps_from_x0, next_times, predict_noise, step_time, x0_from_eps)
 from diffedu.schedules import NoiseSchedule, q_sample
 
 
@@ -103,9 +103,9 @@ class Matrix:
 
 def observe(x0: torch.Tensor, operator, noise_std: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """y = A x_0 + sigma_y n, eq. (10.1), with the noise drawn on the CPU (the same y on every device)."""
-    y = operator(x0)
     if noise_std < 0:
         raise ValueError(f"noise_std (sigma_y) must be >= 0, got {noise_std}")
+    y = operator(x0)
     return y + noise_std * randn(y.shape, generator, y.device, y.dtype) if noise_std > 0 else y
 
 
@@ -125,7 +125,7 @@ def ddnm_step(x_t: torch.Tensor, k: int, k_next: int, eps: torch.Tensor, schedul
     alpha_bar = alpha_bar_at(schedule, step_time(k, schedule, x_t), x_t)
     pred_x0, _ = clipped_prediction(x_t, alpha_bar, eps, clip_x0)
     pred_x0 = range_null_x0(pred_x0, operator, y)  # eq. (10.4)
-    eps = (x_t - alpha_bar.sqrt() * pred_x0) / (1 - alpha_bar).sqrt()  # eq. (2.4) solved for eps
+    eps = eps_from_x0(x_t, pred_x0, alpha_bar)  # the noise that points at the corrected estimate
     return ddim_step(x_t, k, k_next, eps, schedule, eta, noise)
 
 

@@ -60,6 +60,12 @@ def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -
     return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
 
 
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """eps = (x_t - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar): eq. (2.4) solved for eps, the noise that
+    points from an estimate x0 to x_t. alpha_bar is broadcast against x_t."""
+    return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+
+
 def predict_x0_from_eps(x_t: torch.Tensor, k: torch.Tensor | int, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """Eq. (2.4) at code timestep k (a number, or one per sample (B,)) of `schedule`."""
     check_same_shape("x_t", x_t, "eps", eps)
@@ -76,7 +82,7 @@ def clipped_prediction(x_t: torch.Tensor, alpha_bar: torch.Tensor, eps: torch.Te
     pred_x0 = x0_from_eps(x_t, eps, alpha_bar)
     if clip_x0 is not None:
         pred_x0 = pred_x0.clamp(-clip_x0, clip_x0)
-        eps = (x_t - alpha_bar.sqrt() * pred_x0) / (1 - alpha_bar).sqrt()
+        eps = eps_from_x0(x_t, pred_x0, alpha_bar)
     return pred_x0, eps
 
 
