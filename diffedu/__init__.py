@@ -8,13 +8,19 @@ The math, one chapter each (diffedu/*.py):
     guidance    classifier-free guidance                                      chapter 03
     train       the resumable training loop                                   chapter 03
     latents     encode, decode and scale a VAE's latents                      chapter 04
-    metrics     accuracy, FID, PSNR/SSIM, KID, precision/recall, ...          chapters 03, 06
+    metrics     accuracy, FID, PSNR/SSIM, KID, precision/recall, ...          chapters 03, 06, 10
     sde         scores, Langevin dynamics, the probability-flow ODE           chapter 07
     flow        flow matching: the straight path, its loss, conversions,      chapter 08
                 Euler/Heun flow steps, the timestep shift
     distill     progressive distillation of a flow (guidance included)        chapter 08
     generate    the front door for every model: `generate` and the registry
                 of samplers, SAMPLERS (the command line reads it)             chapters 02, 07, 08
+    restoration restoration as posterior sampling: operators and their        chapter 10
+                pseudo-inverses, SDEdit, DDNM, DPS, denoising, the upscaler;
+                the front door `restore` and `upscale`
+    editing     DDIM inversion and regeneration under another prompt          chapter 10
+    classical   the classical baselines: bicubic, Gaussian, median,           chapter 10
+                nearest-neighbour fill
 
 The models:
     models/     networks, one file each (unet, vae, classifier, mlp, time_embedding), and
@@ -23,7 +29,8 @@ The models:
     sd/         Stable Diffusion parts: the mini pipeline, real model ids, memory savers (chapter 05);
                 a LoRA layer written by hand, bold/slanted/outlined digits and their measures,
                 LoRA / textual inversion / ControlNet training (finetune, chapter 09)
-    __main__    the command line: models, train, sample, evaluate, publish
+    __main__    the command line: models, train, sample, evaluate, publish, restore
+                (restore_command, chapter 10)
 
 The course's infrastructure (diffedu/course/, diffedu/exercises/):
     course/     paths, fast mode, checks, colab, online, report, widgets, captions,

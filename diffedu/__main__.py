@@ -1,4 +1,5 @@
-"""Command line: list, train, sample, evaluate and publish the course's named models (diffedu.zoo).
+"""Command line: list, train, sample, evaluate and publish the course's named models (diffedu.zoo), and
+restore images with them (chapter 10, diffedu.restore_command).
 
 PyTorch is imported only once a command runs, so `python -m diffedu --help` answers at once.
 Every mistake in the arguments gets one line and exit code 2, checked before any work starts
@@ -26,6 +27,7 @@ EXAMPLES = """examples:
   python -m diffedu sample mnist-unet --out digits.npz      64 digits, 0-9 in turn, with the recommended guidance
   python -m diffedu train mnist-unet                        train in runs/mnist-unet (run it again to resume)
   python -m diffedu train mnist-unet --publish              ... and, once finished, replace data/checkpoints/mnist-unet
+  python -m diffedu restore mnist-unet --task sr4 --in small.npz --out restored.npz   x4 super-resolution (chapter 10)
 """
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer
 SAMPLE_N_MAX = 100_000  # the samples are kept in memory as float32 until written: 0.3 GB at 100,000
@@ -162,6 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
     sample.add_argument("--device", help="cpu, cuda or mps (default: the fastest there is)")
     sample.add_argument("--threads", type=threads_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    restore = commands.add_parser("restore", help="restore images: x4 super-resolution, denoising or inpainting (chapter 10)",
+                                  description="Restore observed images with a diffusion model used as a prior (chapter 10) "
+                                              "and write them to an .npz file (`images`, uint8 (N, 28, 28)). The input .npz "
+                                              "holds `images`: (N, 7, 7) for sr4, (N, 28, 28) for denoise and inpaint, uint8 "
+                                              "0..255 or float in [-1, 1]; inpaint also needs `mask` (1 = observed pixel).")
+    restore.add_argument("name", choices=["mnist-unet", "mnist-sr"], help="mnist-unet (zero-shot, any task) or mnist-sr "
+                         "(the trained x4 upscaler)")
+    restore.add_argument("--task", required=True, choices=["sr4", "denoise", "inpaint"], help="what happened to the images")
+    restore.add_argument("--in", dest="input", type=Path, required=True, help="the .npz file of observations")
+    restore.add_argument("--out", type=Path, required=True, help="the .npz file to write (not inside the course's data/)")
+    restore.add_argument("--method", choices=["ddnm", "dps", "sdedit", "denoise"], help="mnist-unet's method (default: "
+                         "ddnm for sr4 and inpaint, denoise for denoise; dps works for all three, sdedit for sr4)")
+    restore.add_argument("--noise-std", type=float, help="sigma_y of the observation's noise, pixels in [-1, 1] (default: "
+                         "0.5 for denoise, 0 otherwise)")
+    restore.add_argument("--steps", type=int, help="sampler steps (default: 50; 100 for dps; 20 for mnist-sr)")
+    restore.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
+    restore.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
+    restore.add_argument("--device", help="cpu, cuda or mps (default: the fastest there is)")
+    restore.add_argument("--threads", type=threads_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     return parser
 
 
@@ -352,6 +373,23 @@ def run_sample(args: argparse.Namespace) -> int:
     return code
 
 
+def run_restore(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from diffedu.course.data import to_uint8
+    from diffedu.restore_command import restore
+
+    start = time.perf_counter()
+    images = restore(args.name, args.task, args.observation, args.method, args.steps, args.noise_std, args.seed,
+                     args.device, args.source)
+    write_atomically(args.out, lambda handle: np.savez_compressed(handle, images=to_uint8(images)))
+    print(f"restored {len(images)} images ({args.task}, {args.name}, {args.method}, {args.steps} steps) into {args.out} "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def refused(error: Exception, name: str, source: Path, out: Path | None) -> int:
     """One line for a publish that would replace a better model: what is wrong and how to go ahead."""
     into = f" --out {out}" if out is not None else ""
@@ -492,6 +530,12 @@ def main(argv: list[str] | None = None) -> int:
                           args.processes)
     if args.command == "evaluate":
         check_evaluate_args(args, parser)
+    if args.command == "restore":
+        from diffedu.restore_command import check_restore_args
+
+        check_restore_args(args, parser)
+        check_output_file(args.out, parser)
+        check_source(args, parser)
 
     import torch
 
@@ -513,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_publish(args, parser)
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "restore":
+            return run_restore(args)
         return run_sample(args)
     except (CheckpointError, MnistFileError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -13,10 +13,15 @@ the part it does not (its null space):
     Identity()           every pixel, with noise: denoising
     Matrix(A)            any A (m, n) on vectors (B, n): the 2-D checks of chapter 10
 
-Each method is a generator of steps, like `samplers.ddim_states`, so `course.trajectory.run_steps`
+`restore(unet, schedule, y, operator, method, steps)` is the front door: any method, a batch of
+observations, one seed, one progress bar. Each method is a generator of steps, like `samplers.ddim_states`, so `course.trajectory.run_steps`
 runs it with a progress bar:
 
     sdedit_states   noise a first guess to timestep k_start and run DDIM from there (Meng et al. 2022), eq. (10.3)
+    denoise_states  y = x_0 + sigma_y n is x_k of (1.5) divided by sqrt(alpha_bar_k) for the k whose noise-to-signal
+                    ratio is sigma_y: start DDIM there, with nothing added, eq. (10.8)
+    upscaler_states DDIM with a network trained on pairs (x_0, y), which sees A^+ y beside x_t: p(x_0 | y)
+                    learned directly, as Stable Diffusion's x4 upscaler does, eq. (10.7)
     ddnm_states     DDIM whose x_0 estimate keeps A^+ y and takes only the null space from the model
                     (Wang et al. 2023), eq. (10.4): noiseless linear A
     dps_states      DDIM plus a gradient step on ||y - A pred_x0(x_t)||^2 through the network
@@ -181,3 +186,121 @@ def sdedit_states(model: NoisePredictor, guess: torch.Tensor, schedule: NoiseSch
     noise = randn(guess.shape, generator, guess.device)
     x = q_sample(guess, timesteps[0], noise, schedule)
     yield from ddim_states(model, x, schedule, timesteps, eta, generator, clip_x0)
+
+
+def matching_timestep(schedule: NoiseSchedule, noise_std: float) -> int:
+    """The code timestep k whose sqrt(1 - alpha_bar_k) / sqrt(alpha_bar_k) is closest to sigma_y."""
+    if noise_std <= 0:
+        raise ValueError(f"denoising needs noise: sigma_y > 0, got {noise_std}")
+    ratio = schedule.snr.double().rsqrt()  # (T,) sqrt(1 - alpha_bar_k) / sqrt(alpha_bar_k), increasing with k
+    return int((ratio - noise_std).abs().argmin())
+
+
+def denoise_states(model: NoisePredictor, y: torch.Tensor, schedule: NoiseSchedule, steps: int, noise_std: float,
+                   eta: float = 0.0, generator: torch.Generator | None = None, clip_x0: float | None = 1.0) -> Iterator[StepOutput]:
+    """Denoising as the end of sampling, eq. (10.8): sqrt(alpha_bar_k) y = sqrt(alpha_bar_k) x_0 + sqrt(alpha_bar_k) sigma_y n
+    is distributed as x_k of (1.5) when sqrt(alpha_bar_k) sigma_y = sqrt(1 - alpha_bar_k), so DDIM runs from
+    there over `steps` steps (evenly spaced from k down). SDEdit (10.3) without noise of its own."""
+    k_start = matching_timestep(schedule, noise_std)
+    alpha_bar = schedule.alpha_bar[k_start].to(y.device, y.dtype)
+    timesteps = sorted({round(k_start * (1 - i / steps)) for i in range(steps)}, reverse=True)
+    yield from ddim_states(model, alpha_bar.sqrt() * y, schedule, timesteps, eta, generator, clip_x0)
+
+
+# The noise levels sigma_y a trained upscaler (mnist-sr) is told about, by index: its "class" labels.
+UPSCALER_NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def noise_level_index(noise_std: float) -> int:
+    """The index in UPSCALER_NOISE_LEVELS of sigma_y (one of those values, to within 1e-6)."""
+    for index, level in enumerate(UPSCALER_NOISE_LEVELS):
+        if abs(noise_std - level) < 1e-6:
+            return index
+    raise ValueError(f"the upscaler knows sigma_y in {UPSCALER_NOISE_LEVELS}, got {noise_std}")
+
+
+def upscaler_predictor(model, operator, y: torch.Tensor, noise_std: float = 0.0):
+    """eps_theta(x_t, t) for the observation y (B, ...): the upscaler's network with A^+ y as its
+    condition image and sigma_y's index as its label, eq. (10.7)."""
+    condition = operator.pinv(y)  # (B, C, H, W): y brought to the image's size
+    levels = torch.full((y.shape[0],), noise_level_index(noise_std), device=y.device)
+
+    def predict(x_t: torch.Tensor, time_input: torch.Tensor) -> torch.Tensor:
+        return model(x_t, time_input, levels, condition)
+
+    return predict
+
+
+def upscaler_states(model, x: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int], operator, y: torch.Tensor,
+                    noise_std: float = 0.0, eta: float = 0.0, generator: torch.Generator | None = None,
+                    clip_x0: float | None = 1.0) -> Iterator[StepOutput]:
+    """DDIM from x = x_T with a network trained to predict the noise of x_t given y, eq. (10.7)."""
+    check_same_shape("y", y, "A x_T", operator(x))
+    yield from ddim_states(upscaler_predictor(model, operator, y, noise_std), x, schedule, timesteps, eta, generator, clip_x0)
+
+
+def upscale(model, schedule: NoiseSchedule, y: torch.Tensor, steps: int = 20, noise_std: float = 0.0, seed: int = 0,
+            factor: int = 4, eta: float = 0.0) -> torch.Tensor:
+    """x_0 (B, C, factor H, factor W) in [-1, 1] for low-resolution observations y (B, C, H, W) with noise
+    sigma_y = noise_std: DDIM over `steps` steps with the upscaler (eq. 10.7), x_T drawn from `seed` on
+    the CPU (so one y gives the same picture in any batch, on any device)."""
+    from diffedu.samplers import ddim_timesteps
+
+    operator = Downsample(factor)
+    generator = torch.Generator().manual_seed(seed)
+    shape = (y.shape[0], y.shape[1], y.shape[2] * factor, y.shape[3] * factor)
+    x = randn(shape, generator, y.device)
+    timesteps = ddim_timesteps(schedule.num_train_timesteps, steps)
+    with torch.no_grad():
+        for step in upscaler_states(model, x, schedule, timesteps, operator, y, noise_std, eta, generator):
+            x = step.prev_sample
+    return x.clamp(-1, 1)
+
+
+METHODS = ("ddnm", "dps", "sdedit", "denoise")
+DEFAULT_ETA = {"ddnm": 0.85, "dps": 1.0, "sdedit": 0.0, "denoise": 0.0}  # the papers' choices; 0 for the two SDEdits
+DPS_STEP_SIZE = 1.0  # zeta of (10.5): the best of 0.3, 1 and 3 for x4 super-resolution of digits
+
+
+def restore(unet, schedule: NoiseSchedule, y: torch.Tensor, operator, method: str = "ddnm", steps: int = 50,
+            noise_std: float = 0.0, seed: int = 0, step_size: float = DPS_STEP_SIZE, sdedit_start: int = 500,
+            eta: float | None = None, progress: bool = True) -> torch.Tensor:
+    """x_0 (B, 1, 28, 28) in [-1, 1] for observations y of A = operator, with a class-conditional noise
+    predictor used without a label (its null class: any digit) as the prior:
+
+        "ddnm"     eq. (10.4), eta = 0.85 as in the paper: noiseless linear A
+        "dps"      eq. (10.5), ancestral steps (eta = 1), zeta = step_size: noisy or non-linear A
+        "sdedit"   eq. (10.3), from A^+ y noised to the largest of the `steps` timesteps <= sdedit_start
+        "denoise"  eq. (10.8), A = I: from y, with `steps` steps below its matching timestep
+
+    eta (DDIM's noise, 0 to 1) overrides the method's own (DEFAULT_ETA).
+    The start x_T and all later noise come from one CPU generator seeded with `seed`."""
+    from diffedu.course.trajectory import run_steps
+    from diffedu.guidance import guided_predictor
+    from diffedu.samplers import ddim_timesteps
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if method == "denoise" and not isinstance(operator, Identity):
+        raise ValueError("method 'denoise' restores y = x_0 + sigma_y n (operator Identity()): use ddnm or dps for others")
+    device = y.device
+    null = torch.full((y.shape[0],), unet.null_class, device=device) if unet.null_class is not None else None
+    model = guided_predictor(unet, null, 1.0) if null is not None else unet
+    generator = torch.Generator().manual_seed(seed)
+    timesteps = ddim_timesteps(schedule.num_train_timesteps, steps)
+    x = randn((y.shape[0], unet.config.image_channels, unet.config.image_size, unet.config.image_size), generator, device)
+    eta = DEFAULT_ETA[method] if eta is None else eta
+    if method == "ddnm":
+        states = ddnm_states(model, x, schedule, timesteps, operator, y, eta, generator)
+    elif method == "dps":
+        states = dps_states(model, x, schedule, timesteps, operator, y, step_size, eta, generator)
+    elif method == "sdedit":
+        timesteps = [k for k in timesteps if k <= sdedit_start]
+        states = sdedit_states(model, operator.pinv(y), schedule, timesteps, generator, eta)
+    else:
+        states = denoise_states(model, y, schedule, steps, noise_std, eta, generator)
+        timesteps = range(steps)
+    with torch.no_grad():  # DPS takes its gradient inside (torch.enable_grad in dps_step)
+        run = run_steps(x, states, len(timesteps), progress=progress,
+                        desc=f"restoring {y.shape[0]} images ({method}, {len(timesteps)} steps)")
+    return run.samples.clamp(-1, 1)

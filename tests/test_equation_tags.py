@@ -3,7 +3,7 @@
 The chapters number their equations per chapter with \\tag{N.M} (N = the chapter, M counts up),
 and the library's docstrings and comments cite the same numbers, e.g. "eq. (2.4)",
 "eqs. (2.1)-(2.3)", "eq. 1.5" or a bare "the loss (3.5)". A citation counts as ours when it
-has the form N.M with a one-digit chapter N:
+has the form N.M with a chapter N from 0 to 11:
 
 * after "eq."/"eqs."/"equation(s)", with or without parentheses, including lists and ranges
   ("eqs. (2.7)-(2.8)", "eqs. 4.2 and 4.3": every number listed is checked, a range by its ends);
@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "diffedu"
 CHAPTERS = ROOT / "chapters"
 
-# one of our equation numbers: a one-digit chapter, a dot, one or two digits, and nothing
+# one of our equation numbers: a chapter 0-11, a dot, one or two digits, and nothing
 # number-like after it (so "12.3", "1.555" and "0.30.3" are not ours)
-_NUMBER = r"(?<!\w)(?<!\d\.)\d\.\d{1,2}(?!\d)(?!\.\d)"
+_CHAPTER = r"(?:1[01]|\d)"
+_NUMBER = rf"(?<!\w)(?<!\d\.){_CHAPTER}\.\d{{1,2}}(?!\d)(?!\.\d)"
 _NUMBER_IN_PARENS = rf"\(?\s*{_NUMBER}\s*\)?"
 _SEPARATOR = r"\s*(?:,\s*and|,\s*or|,|-|\u2013|\u2014|to|and|or)\s*"
 # "eq. (2.4)", "Eqs. (2.1)-(2.3)", "equation 1.5", "eqs. 4.2, 4.3 and 4.5"
@@ -37,7 +38,7 @@ EQ_CITATION = re.compile(
     re.IGNORECASE,
 )
 # a bare "(3.5)" in prose ("the loss (3.5)"), but not a call such as "Dropout(0.3)"
-BARE_CITATION = re.compile(r"(?<!\w)\(\s*(\d\.\d{1,2})\s*\)")
+BARE_CITATION = re.compile(rf"(?<!\w)\(\s*({_CHAPTER}\.\d{{1,2}})\s*\)")
 NUMBER = re.compile(_NUMBER)
 TAG = re.compile(r"\\tag\*?\s*\{\s*([^}]*?)\s*\}")
 
@@ -116,8 +117,8 @@ def chapter_tags():
 def test_citation_parser_finds_ours_and_only_ours():
     text = ("eqs. (2.1)-(2.3) and eq. (7.8), not eq. 12 or v0.30.3; Eq. 1.4 and equations 4.2, 4.3; "
             "the loss (3.5) with guidance 1.5, scale 0.18215, nn.Dropout(0.3), sqrt(0.012), "
-            "eq. 12.3 of a paper, (Karras et al. 2022, eq. 5)")
-    assert [number for _, number in find_citations(text)] == ["2.1", "2.3", "7.8", "1.4", "4.2", "4.3", "3.5"]
+            "eq. 12.3 of a paper, (Karras et al. 2022, eq. 5), eq. (10.4) and the observation (10.1)")
+    assert [number for _, number in find_citations(text)] == ["2.1", "2.3", "7.8", "1.4", "4.2", "4.3", "3.5", "10.4", "10.1"]
 
     source = ('"""Module docstring: the posterior mean (2.2)."""\n'
               "x = (0.5)  # code, not a citation; the comment cites eq. 1.5\n"

@@ -14,13 +14,13 @@ from diffedu.course.paths import REPO_ROOT
 from diffedu.generate import SAMPLERS
 
 SHIPPED = ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd", "mnist-flow", "mnist-fast",
-           "mini-sd-lora-bold", "mini-sd-ti-slanted", "mini-sd-controlnet-edges"]
+           "mini-sd-lora-bold", "mini-sd-ti-slanted", "mini-sd-controlnet-edges", "mnist-sr"]
 
 
 def test_every_shipped_model_is_declared_once_with_what_it_needs():
     assert sorted(zoo.names()) == sorted(SHIPPED)
     for model in zoo.all_models():
-        assert model.name in SHIPPED and 0 <= model.chapter <= 9 and model.summary
+        assert model.name in SHIPPED and 0 <= model.chapter <= 11 and model.summary
         assert callable(model.train) and callable(model.load)
         assert model.train_config.train_steps > 0
     assert zoo.sampleable() == ["mnist-unet", "mnist-ldm", "mnist-fast", "mnist-flow"]

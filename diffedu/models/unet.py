@@ -44,6 +44,7 @@ class UNetConfig:
     num_classes: int | None = 10  # None for an unconditional model
     dropout: float = 0.0
     groups: int = 8  # GroupNorm groups
+    condition_channels: int = 0  # extra input channels beside x_t (chapter 10's upscaler: the low-res image)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,7 +111,9 @@ class UNet(nn.Module):
     Forward:
         x_t: (B, C, H, W) noisy images; time_input: (B,) noise levels; labels: (B,) long classes in
         0..num_classes-1, or num_classes (= UNet.null_class) for "no label"; None means all
-        null. Returns the predicted noise, (B, C, H, W).
+        null; condition: (B, condition_channels, H, W) images concatenated to x_t as extra input
+        channels (only for condition_channels > 0, as Stable Diffusion's x4 upscaler takes its
+        low-resolution image). Returns the predicted noise, (B, C, H, W).
     """
 
     def __init__(self, config: UNetConfig | None = None):
@@ -130,7 +133,8 @@ class UNet(nn.Module):
         if config.image_size % config.patch_size:
             raise ValueError(f"image_size {config.image_size} must be divisible by patch_size {config.patch_size}")
         patch_channels = config.image_channels * config.patch_size**2
-        self.stem = nn.Conv2d(patch_channels, channels[0], 3, padding=1)
+        input_channels = (config.image_channels + config.condition_channels) * config.patch_size**2
+        self.stem = nn.Conv2d(input_channels, channels[0], 3, padding=1)
         self.down_blocks, self.downsamples = nn.ModuleList(), nn.ModuleList()
         skip_channels, current = [channels[0]], channels[0]
         for level, width in enumerate(channels):
@@ -181,15 +185,24 @@ class UNet(nn.Module):
             raise ValueError("this UNet is unconditional (num_classes=None): do not pass labels")
         return emb
 
-    def forward(self, x_t: torch.Tensor, time_input: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, time_input: torch.Tensor, labels: torch.Tensor | None = None,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
         if x_t.ndim != 4 or x_t.shape[1] != cfg.image_channels:
             raise ValueError(f"x_t must have shape (B, {cfg.image_channels}, H, W), got {tuple(x_t.shape)}")
+        if cfg.condition_channels:
+            expected = (x_t.shape[0], cfg.condition_channels, *x_t.shape[2:])
+            if condition is None or tuple(condition.shape) != expected:
+                got = "none" if condition is None else tuple(condition.shape)
+                raise ValueError(f"this UNet takes a condition image of shape {expected} beside x_t, got {got}")
+            x_t = torch.cat([x_t, condition.to(x_t.dtype)], dim=1)  # (B, C + C_cond, H, W)
+        elif condition is not None:
+            raise ValueError("this UNet takes no condition image (condition_channels=0): do not pass one")
         if time_input.ndim == 1 and time_input.shape[0] == 1:
             time_input = time_input.expand(x_t.shape[0])
         emb = self.embed(time_input, labels)  # (B, emb_dim)
 
-        # (B, 1, 28, 28) -> (B, p*p, 28/p, 28/p): each p x p patch becomes p*p channels
+        # (B, C, 28, 28) -> (B, C*p*p, 28/p, 28/p): each p x p patch becomes p*p channels
         h = self.stem(F.pixel_unshuffle(x_t, cfg.patch_size))  # (B, C0, 28/p, 28/p)
         skips = [h]
         for blocks, downsample in zip(self.down_blocks, self.downsamples):

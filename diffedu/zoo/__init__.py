@@ -10,6 +10,7 @@
     mini_sd_lora_bold.py  mini-sd-lora-bold  LoRA on mini-sd: bold digits            (chapter 09)
     mini_sd_ti_slanted.py mini-sd-ti-slanted textual inversion on mini-sd: <slanted> (chapter 09)
     mini_sd_controlnet_edges.py  mini-sd-controlnet-edges  ControlNet: digits along outlines (chapter 09)
+    mnist_sr.py           mnist-sr           x4 upscaler (7 x 7 -> 28 x 28)          (chapter 10)
 
 Each module ends with one declaration, `MODEL = NamedModel(...)`: the model's name, chapter,
 training config and its `train`, `load` and, where they apply, `sample` and `evaluate`. A
