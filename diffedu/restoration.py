@@ -17,15 +17,15 @@ the part it does not (its null space):
 observations, one seed, one progress bar. Each method is a generator of steps, like `samplers.ddim_states`, so `course.trajectory.run_steps`
 runs it with a progress bar:
 
-    sdedit_states   noise a first guess to timestep k_start and run DDIM from there (Meng et al. 2022), eq. (10.3)
+    sdedit_states   noise a first guess to timestep k_start and run DDIM from there (Meng et al. 2022), eq. (10.4)
     denoise_states  y = x_0 + sigma_y n is x_k of (1.5) divided by sqrt(alpha_bar_k) for the k whose noise-to-signal
                     ratio is sigma_y: start DDIM there, with nothing added, eq. (10.8)
     upscaler_states DDIM with a network trained on pairs (x_0, y), which sees A^+ y beside x_t: p(x_0 | y)
                     learned directly, as Stable Diffusion's x4 upscaler does, eq. (10.7)
     ddnm_states     DDIM whose x_0 estimate keeps A^+ y and takes only the null space from the model
-                    (Wang et al. 2023), eq. (10.4): noiseless linear A
+                    (Wang et al. 2023), eq. (10.5): noiseless linear A
     dps_states      DDIM plus a gradient step on ||y - A pred_x0(x_t)||^2 through the network
-                    (Chung et al. 2023), eq. (10.5): noisy or non-linear A
+                    (Chung et al. 2023), eq. (10.6): noisy or non-linear A
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def observe(x0: torch.Tensor, operator, noise_std: float = 0.0, generator: torch
 
 
 def range_null_x0(pred_x0: torch.Tensor, operator, y: torch.Tensor) -> torch.Tensor:
-    """x_0 that agrees with y where A looks and with pred_x0 elsewhere, eq. (10.4):
+    """x_0 that agrees with y where A looks and with pred_x0 elsewhere, eq. (10.5):
 
         A^+ y + (I - A^+ A) pred_x0  =  pred_x0 + A^+ (y - A pred_x0)
 
@@ -126,10 +126,10 @@ def range_null_x0(pred_x0: torch.Tensor, operator, y: torch.Tensor) -> torch.Ten
 def ddnm_step(x_t: torch.Tensor, k: int, k_next: int, eps: torch.Tensor, schedule: NoiseSchedule, operator, y: torch.Tensor,
               eta: float = 0.0, noise: torch.Tensor | None = None, clip_x0: float | None = 1.0) -> StepOutput:
     """One DDNM step (Wang et al. 2023): the model's x_0 estimate (2.4), clipped if asked, corrected by
-    (10.4), then the DDIM step (2.7) towards the corrected estimate (with the eps that points at it)."""
+    (10.5), then the DDIM step (2.7) towards the corrected estimate (with the eps that points at it)."""
     alpha_bar = alpha_bar_at(schedule, step_time(k, schedule, x_t), x_t)
     pred_x0, _ = clipped_prediction(x_t, alpha_bar, eps, clip_x0)
-    pred_x0 = range_null_x0(pred_x0, operator, y)  # eq. (10.4)
+    pred_x0 = range_null_x0(pred_x0, operator, y)  # eq. (10.5)
     eps = eps_from_x0(x_t, pred_x0, alpha_bar)  # the noise that points at the corrected estimate
     return ddim_step(x_t, k, k_next, eps, schedule, eta, noise)
 
@@ -147,7 +147,7 @@ def ddnm_states(model: NoisePredictor, x: torch.Tensor, schedule: NoiseSchedule,
 
 def dps_step(model: NoisePredictor, x_t: torch.Tensor, k: int, k_next: int, schedule: NoiseSchedule, operator, y: torch.Tensor,
              step_size: float, eta: float = 1.0, noise: torch.Tensor | None = None, clip_x0: float | None = 1.0) -> StepOutput:
-    """One DPS step (Chung et al. 2023, Algorithm 1), eq. (10.5):
+    """One DPS step (Chung et al. 2023, Algorithm 1), eq. (10.6):
 
         x' = the DDIM step (2.7) from x_t
         x_{k'} = x' - zeta grad_{x_t} ||y - A pred_x0(x_t)||^2,   zeta = step_size / ||y - A pred_x0(x_t)||
@@ -181,7 +181,7 @@ def dps_states(model: NoisePredictor, x: torch.Tensor, schedule: NoiseSchedule, 
 
 def sdedit_states(model: NoisePredictor, guess: torch.Tensor, schedule: NoiseSchedule, timesteps: list[int],
                   generator: torch.Generator | None = None, eta: float = 0.0, clip_x0: float | None = 1.0) -> Iterator[StepOutput]:
-    """SDEdit (Meng et al. 2022), eq. (10.3): noise a first guess of x_0 (e.g. A^+ y) to timesteps[0]
+    """SDEdit (Meng et al. 2022), eq. (10.4): noise a first guess of x_0 (e.g. A^+ y) to timesteps[0]
     with (1.5), then run DDIM over `timesteps`. A later start keeps less of the guess."""
     noise = randn(guess.shape, generator, guess.device)
     x = q_sample(guess, timesteps[0], noise, schedule)
@@ -200,7 +200,7 @@ def denoise_states(model: NoisePredictor, y: torch.Tensor, schedule: NoiseSchedu
                    eta: float = 0.0, generator: torch.Generator | None = None, clip_x0: float | None = 1.0) -> Iterator[StepOutput]:
     """Denoising as the end of sampling, eq. (10.8): sqrt(alpha_bar_k) y = sqrt(alpha_bar_k) x_0 + sqrt(alpha_bar_k) sigma_y n
     is distributed as x_k of (1.5) when sqrt(alpha_bar_k) sigma_y = sqrt(1 - alpha_bar_k), so DDIM runs from
-    there over `steps` steps (evenly spaced from k down). SDEdit (10.3) without noise of its own."""
+    there over `steps` steps (evenly spaced from k down). SDEdit (10.4) without noise of its own."""
     k_start = matching_timestep(schedule, noise_std)
     alpha_bar = schedule.alpha_bar[k_start].to(y.device, y.dtype)
     timesteps = sorted({round(k_start * (1 - i / steps)) for i in range(steps)}, reverse=True)
@@ -259,7 +259,7 @@ def upscale(model, schedule: NoiseSchedule, y: torch.Tensor, steps: int = 20, no
 
 METHODS = ("ddnm", "dps", "sdedit", "denoise")
 DEFAULT_ETA = {"ddnm": 0.85, "dps": 1.0, "sdedit": 0.0, "denoise": 0.0}  # the papers' choices; 0 for the two SDEdits
-DPS_STEP_SIZE = 1.0  # zeta of (10.5): the best of 0.3, 1 and 3 for x4 super-resolution of digits
+DPS_STEP_SIZE = 1.0  # zeta of (10.6): the best of 0.3, 1 and 3 for x4 super-resolution of digits
 
 
 def restore(unet, schedule: NoiseSchedule, y: torch.Tensor, operator, method: str = "ddnm", steps: int = 50,
@@ -268,9 +268,9 @@ def restore(unet, schedule: NoiseSchedule, y: torch.Tensor, operator, method: st
     """x_0 (B, 1, 28, 28) in [-1, 1] for observations y of A = operator, with a class-conditional noise
     predictor used without a label (its null class: any digit) as the prior:
 
-        "ddnm"     eq. (10.4), eta = 0.85 as in the paper: noiseless linear A
-        "dps"      eq. (10.5), ancestral steps (eta = 1), zeta = step_size: noisy or non-linear A
-        "sdedit"   eq. (10.3), from A^+ y noised to the largest of the `steps` timesteps <= sdedit_start
+        "ddnm"     eq. (10.5), eta = 0.85 as in the paper: noiseless linear A
+        "dps"      eq. (10.6), ancestral steps (eta = 1), zeta = step_size: noisy or non-linear A
+        "sdedit"   eq. (10.4), from A^+ y noised to the largest of the `steps` timesteps <= sdedit_start
         "denoise"  eq. (10.8), A = I: from y, with `steps` steps below its matching timestep
 
     eta (DDIM's noise, 0 to 1) overrides the method's own (DEFAULT_ETA).

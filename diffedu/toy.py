@@ -203,7 +203,7 @@ class PosteriorMixture:
 def observation_posterior(mixture: GaussianMixture, matrix: torch.Tensor, y: torch.Tensor, noise_std: float) -> PosteriorMixture:
     """p(x_0 | y) for one observation y = A x_0 + sigma_y n (A = matrix (m, 2), y (m,), sigma_y =
     noise_std > 0), eq. (10.2), when x_0 follows `mixture`. Bayes' rule inside each component
-    (a Gaussian prior times a linear Gaussian likelihood) gives a Gaussian, eq. (10.6):
+    (a Gaussian prior times a linear Gaussian likelihood) gives a Gaussian, eq. (10.3):
 
         C_k = (I / s_k^2 + A^T A / sigma_y^2)^-1,   m_k = C_k (mu_k / s_k^2 + A^T y / sigma_y^2)
         w'_k  proportional to  w_k N(y; A mu_k, sigma_y^2 I + s_k^2 A A^T)

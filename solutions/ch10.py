@@ -13,10 +13,9 @@ def solution_subsample_pinv(y):
     return x
 
 
-def solution_denoising_posterior(prior_mean, prior_std, noise_std, y):
-    precision = 1 / prior_std**2 + 1 / noise_std**2  # precisions add
-    mean = (prior_mean / prior_std**2 + y / noise_std**2) / precision  # precision-weighted average
-    return mean, precision ** -0.5
+def solution_restoration_errors(prior_std, noise_std):
+    posterior_variance = 1 / (1 / prior_std**2 + 1 / noise_std**2)  # precisions add: (10.3) with one blob, A = 1
+    return noise_std**2, posterior_variance, 2 * posterior_variance  # y's error is the noise; a sample's is twice the mean's
 
 
 def solution_dps_gradient(x_t, keep, y, alpha_bar, c):

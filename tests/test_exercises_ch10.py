@@ -8,14 +8,14 @@ from exercise_helpers import hint_stages, stub, wrong_message
 
 
 def test_stubs_are_not_attempted(capsys):
-    for result in (ch10.check_subsample(stub, stub), ch10.check_denoising_posterior(stub), ch10.check_dps_gradient(stub)):
+    for result in (ch10.check_subsample(stub, stub), ch10.check_restoration_errors(stub), ch10.check_dps_gradient(stub)):
         assert result.status == "not attempted" and not result and "not attempted yet" in repr(result)
     assert capsys.readouterr().out == ""
 
 
 def test_reference_solutions_pass():
     assert repr(ch10.check_subsample(reference.solution_subsample, reference.solution_subsample_pinv)) == "Exercise 10.1: correct"
-    assert ch10.check_denoising_posterior(reference.solution_denoising_posterior)
+    assert ch10.check_restoration_errors(reference.solution_restoration_errors)
     assert ch10.check_dps_gradient(reference.solution_dps_gradient)
 
 
@@ -29,19 +29,29 @@ def test_subsample_mistakes_get_their_hints():
     assert "orthogonal projection" in first and "The formula" not in first
 
 
-def test_posterior_mistakes_get_their_hints():
-    assert "y itself" in wrong_message(ch10.check_denoising_posterior(lambda m, s, n, y: (y, s)))
-    def swapped(m, s, n, y):
-        return (n**2 * y + s**2 * m) / (s**2 + n**2), 1.0
+def test_error_mistakes_get_their_hints():
+    def same_as_mean(s, n):
+        of_y, of_mean, _ = reference.solution_restoration_errors(s, n)
+        return of_y, of_mean, of_mean
 
-    def variance(m, s, n, y):
-        mean, std = reference.solution_denoising_posterior(m, s, n, y)
-        return mean, std**2
+    def standard_deviation(s, n):
+        of_y, of_mean, of_sample = reference.solution_restoration_errors(s, n)
+        return of_y, of_mean**0.5, of_sample
 
-    assert "swapped" in wrong_message(ch10.check_denoising_posterior(swapped))
-    assert "variance" in wrong_message(ch10.check_denoising_posterior(variance))
-    stages = hint_stages(ch10.check_denoising_posterior, lambda m, s, n, y: (0.0, 1.0))
+    assert "spreads add" in wrong_message(ch10.check_restoration_errors(same_as_mean))
+    assert "standard deviation" in wrong_message(ch10.check_restoration_errors(standard_deviation))
+    assert "noise's variance" in wrong_message(ch10.check_restoration_errors(lambda s, n: (n, 0.0, 0.0)))
+    stages = hint_stages(ch10.check_restoration_errors, lambda s, n: (n**2, 1.0, 1.0))
     assert "The formula" not in stages[0] and "The formula" in stages[2]
+
+
+def test_dps_gradient_by_autograd_is_told_to_work_by_hand():
+    def with_autograd(x_t, keep, y, alpha_bar, c):
+        x = x_t.detach().requires_grad_(True)
+        pred_x0 = (x - (1 - alpha_bar) ** 0.5 * c * x) / alpha_bar**0.5
+        return torch.autograd.grad(((y - keep * pred_x0) ** 2).sum(), x)[0]
+
+    assert "by hand" in wrong_message(ch10.check_dps_gradient(with_autograd))
 
 
 def test_dps_gradient_mistakes_get_their_hints():

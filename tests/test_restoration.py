@@ -39,7 +39,7 @@ def test_pseudo_inverses_are_right_inverses_and_projections():
         assert torch.allclose(operator(operator.pinv(y)), y, atol=1e-6)  # A A^+ = I
         projected = operator.pinv(operator(x))  # A^+ A x
         assert torch.allclose(operator.pinv(operator(projected)), projected, atol=1e-6)  # a projection
-        assert torch.allclose(operator(range_null_x0(torch.zeros_like(x), operator, y)), y, atol=1e-6)  # (10.4)
+        assert torch.allclose(operator(range_null_x0(torch.zeros_like(x), operator, y)), y, atol=1e-6)  # (10.5)
     assert Downsample(4)(images).shape == (3, 1, 7, 7)
     assert torch.allclose(Downsample(4).pinv(Downsample(4)(images))[0, 0, :4, :4], images[0, 0, :4, :4].mean().expand(4, 4))
 
@@ -100,7 +100,7 @@ def test_deterministic_methods_do_not_depend_on_the_batch():
 
 
 def test_sdedit_returns_the_guess_when_the_model_knows_it():
-    """A model that predicts the exact noise towards x_0 makes every DDIM step land on x_0's path (10.3)."""
+    """A model that predicts the exact noise towards x_0 makes every DDIM step land on x_0's path (10.4)."""
     x0 = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(6)) * 2 - 1
 
     def oracle(x_t, k):
@@ -112,7 +112,7 @@ def test_sdedit_returns_the_guess_when_the_model_knows_it():
 
 
 def test_observation_posterior_matches_integration_on_a_grid():
-    """(10.6) against p(x) N(y; A x, sigma^2) summed over a fine grid: component masses, mean and covariance."""
+    """(10.3) against p(x) N(y; A x, sigma^2) summed over a fine grid: component masses, mean and covariance."""
     mixture = make_toy_mixture()
     matrix, y, noise_std = torch.tensor([[0.6, 0.8]], dtype=torch.float64), torch.tensor([-0.1], dtype=torch.float64), 0.3
     posterior = observation_posterior(mixture, matrix, y, noise_std)

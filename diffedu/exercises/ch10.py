@@ -1,9 +1,9 @@
 """Exercises of chapter 10 (restoration and editing). See diffedu/exercises/__init__.py for how
 checkers work.
 
-10.1 builds an operator and its pseudo-inverse (subsampling); 10.2 derives the posterior of a
-Gaussian prior under a noisy observation, (10.2) in closed form; 10.3 derives DPS's gradient (10.5)
-by hand for a network simple enough to differentiate on paper.
+10.1 builds an operator and its pseudo-inverse (subsampling); 10.2 derives the expected squared
+errors of the observation, the posterior mean and a posterior sample for a Gaussian prior (section
+1's "twice"); 10.3 derives DPS's gradient (10.6) by hand for a network simple enough for paper.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def check_subsample(subsample, subsample_pinv) -> None:
     projection_x, projection_z = subsample_pinv(subsample(x)), subsample_pinv(subsample(z))
     symmetric = torch.allclose((projection_x * z).sum(), (x * projection_z).sum(), atol=1e-9)
     if not symmetric:
-        raise ExerciseError("A A^+ = I holds, but A^+ A is not an orthogonal projection, so I - A^+ A in (10.4) would not "
-                            "keep exactly what A cannot see. A^+ changes nothing A does not look at",
+        raise ExerciseError("A A^+ y = y holds, but then (10.5) would also change pixels A does not see: A^+ A is not the "
+                            "orthogonal projection (not symmetric). The pseudo-inverse puts nothing where A does not look",
                             formula="A^+ y puts y[i, j] at pixel (2i, 2j) and 0 at the other three pixels of the block")
     expect_close(back, subsample_pinv(y), "subsample_pinv should be a fixed function of y")
     expected = torch.zeros_like(x)
@@ -46,35 +46,35 @@ def check_subsample(subsample, subsample_pinv) -> None:
 
 # --- 10.2 ------------------------------------------------------------------------------------------
 
-def _posterior(prior_mean, prior_std, noise_std, y):
-    weight = prior_std**2 / (prior_std**2 + noise_std**2)  # how much to trust y
-    return prior_mean + weight * (y - prior_mean), (weight * noise_std**2) ** 0.5
+def _errors(prior_std, noise_std):
+    posterior_variance = prior_std**2 * noise_std**2 / (prior_std**2 + noise_std**2)
+    return noise_std**2, posterior_variance, 2 * posterior_variance
 
 
 @exercise("10.2")
-def check_denoising_posterior(denoising_posterior) -> None:
-    """Exercise 10.2: mean and standard deviation of p(x | y) for x ~ N(m, s^2) and y = x + sigma n."""
-    cases = [(0.0, 1.0, 0.5, 0.8), (0.5, 0.15, 0.3, -0.2), (-1.0, 2.0, 2.0, 1.0)]
-    for prior_mean, prior_std, noise_std, y in cases:
-        answer = denoising_posterior(prior_mean, prior_std, noise_std, y)
-        if not isinstance(answer, tuple) or len(answer) != 2:
-            raise ExerciseError("return two numbers: (posterior mean, posterior standard deviation)")
-        mean = expect_number(answer[0], "the posterior mean")
-        std = expect_number(answer[1], "the posterior standard deviation")
-        right_mean, right_std = _posterior(prior_mean, prior_std, noise_std, y)
-        s2, n2 = prior_std**2, noise_std**2
-        if abs(mean - right_mean) > 1e-6:
-            if abs(mean - y) < 1e-9:
-                raise ExerciseError("that is y itself: the prior pulls the estimate towards its mean m")
-            if abs(mean - (n2 * y + s2 * prior_mean) / (s2 + n2)) < 1e-6:
-                raise ExerciseError("the weights are swapped: a wide prior (large s) should trust y more")
-            raise ExerciseError("multiply the two Gaussians in x: p(x) N(y; x, sigma^2) and read off the mean",
-                                formula="mean = m + s^2 / (s^2 + sigma^2) (y - m)")
-        if abs(std - right_std) > 1e-6:
-            if abs(std - right_std**2) < 1e-6:
-                raise ExerciseError("that is the variance: return the standard deviation")
-            raise ExerciseError("precisions add: 1 / (posterior variance) = 1 / s^2 + 1 / sigma^2",
-                                formula="std = s sigma / sqrt(s^2 + sigma^2)")
+def check_restoration_errors(restoration_errors) -> None:
+    """Exercise 10.2: E (estimate - x)^2 of y, of the posterior mean and of a posterior sample, for x ~ N(m, s^2)
+    and y = x + sigma n."""
+    for prior_std, noise_std in ((1.0, 0.5), (0.3, 0.6), (2.0, 2.0)):
+        answer = restoration_errors(prior_std, noise_std)
+        if not isinstance(answer, tuple) or len(answer) != 3:
+            raise ExerciseError("return three numbers: (error of y, error of the posterior mean, error of a posterior sample)")
+        of_y, of_mean, of_sample = (expect_number(value, what) for value, what in
+                                    zip(answer, ("the error of y", "the error of the mean", "the error of a sample")))
+        right = _errors(prior_std, noise_std)
+        if abs(of_y - right[0]) > 1e-6:
+            raise ExerciseError("y - x is the noise sigma n: its expected square is the noise's variance")
+        if abs(of_mean - right[1]) > 1e-6:
+            if abs(of_mean - right[1] ** 0.5) < 1e-6:
+                raise ExerciseError("that is a standard deviation: the expected squared error is a variance")
+            raise ExerciseError("the posterior mean's error is the posterior variance: (10.3) with one blob and A = 1",
+                                formula="1 / (1 / s^2 + 1 / sigma^2)")
+        if abs(of_sample - right[2]) > 1e-6:
+            if abs(of_sample - right[1]) < 1e-6:
+                raise ExerciseError("a sample is as far from the mean as the truth is, and independently of it: the two "
+                                    "spreads add (section 1)")
+            raise ExerciseError("x_sample - x = (x_sample - mean) - (x - mean), two independent draws from the posterior",
+                                formula="2 / (1 / s^2 + 1 / sigma^2)")
 
 
 # --- 10.3 ------------------------------------------------------------------------------------------
@@ -99,7 +99,14 @@ def check_dps_gradient(dps_gradient) -> None:
     keep = (torch.rand(1, 1, 6, 6, generator=gen) < 0.5).double()
     y = keep * torch.randn(2, 1, 6, 6, generator=gen, dtype=torch.float64)
     for alpha_bar, c in ((0.5, 0.3), (0.9, -0.7)):
-        answer = expect_tensor(dps_gradient(x_t, keep, y, alpha_bar, c), (2, 1, 6, 6), "the gradient")
+        try:
+            with torch.no_grad():  # by hand: autograd records nothing here
+                answer = dps_gradient(x_t, keep, y, alpha_bar, c)
+        except RuntimeError as error:
+            if "grad" in str(error):
+                raise ExerciseError("compute the gradient by hand: the checker runs your function without autograd") from None
+            raise
+        answer = expect_tensor(answer, (2, 1, 6, 6), "the gradient")
         right = _autograd_gradient(x_t, keep, y, alpha_bar, c)
         gain = (1 - (1 - alpha_bar) ** 0.5 * c) / alpha_bar**0.5
         reject_known_mistakes(answer, [
