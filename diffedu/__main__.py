@@ -21,6 +21,8 @@ from pathlib import Path
 
 from diffedu import zoo
 from diffedu.generate import SAMPLERS, check_steps
+from diffedu.restore_command import METHODS as RESTORE_METHODS
+from diffedu.restore_command import RESTORING_MODELS, TASKS
 
 EXAMPLES = """examples:
   python -m diffedu models                                  the named models: chapter, size, metrics, present or not
@@ -169,12 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
                                               "and write them to an .npz file (`images`, uint8 (N, 28, 28)). The input .npz "
                                               "holds `images`: (N, 7, 7) for sr4, (N, 28, 28) for denoise and inpaint, uint8 "
                                               "0..255 or float in [-1, 1]; inpaint also needs `mask` (1 = observed pixel).")
-    restore.add_argument("name", choices=["mnist-unet", "mnist-sr"], help="mnist-unet (zero-shot, any task) or mnist-sr "
+    restore.add_argument("name", choices=RESTORING_MODELS, help="mnist-unet (zero-shot, any task) or mnist-sr "
                          "(the trained x4 upscaler)")
-    restore.add_argument("--task", required=True, choices=["sr4", "denoise", "inpaint"], help="what happened to the images")
+    restore.add_argument("--task", required=True, choices=list(TASKS), help="what happened to the images")
     restore.add_argument("--in", dest="input", type=Path, required=True, help="the .npz file of observations")
     restore.add_argument("--out", type=Path, required=True, help="the .npz file to write (not inside the course's data/)")
-    restore.add_argument("--method", choices=["ddnm", "dps", "sdedit", "denoise"], help="mnist-unet's method (default: "
+    restore.add_argument("--method", choices=RESTORE_METHODS, help="mnist-unet's method (default: "
                          "ddnm for sr4 and inpaint, denoise for denoise; dps works for all three, sdedit for sr4)")
     restore.add_argument("--noise-std", type=float, help="sigma_y of the observation's noise, pixels in [-1, 1] (default: "
                          "0.5 for denoise, 0 otherwise)")

@@ -277,17 +277,23 @@ def evaluate_samples(draw, n: int = 1000, seed: int = 0, steps: int = 50, guidan
 
 
 def restoration_metrics(restored: torch.Tensor, originals: torch.Tensor, labels: torch.Tensor | None = None,
-                        reference: torch.Tensor | None = None, classifier: MnistClassifier | None = None) -> dict:
+                        reference: torch.Tensor | None = None, classifier: MnistClassifier | None = None,
+                        reference_features: torch.Tensor | None = None) -> dict:
     """How well restored digits (B, 1, 28, 28) match the originals they were observed from (chapter 10):
     mean PSNR (4.6) and SSIM (4.7) against the originals; with labels, the classifier's accuracy on
-    the restored digits; with reference digits (other real digits, not the originals), FID against them."""
+    the restored digits; with reference digits (other real digits, not the originals), FID against them.
+    Many measurements against one reference can pass its classifier_features once, as reference_features."""
     _check_pair(restored, originals)
+    if reference is not None and reference_features is not None:
+        raise ValueError("give the reference digits or their features (reference_features), not both")
     metrics = {"psnr": round(psnr(restored, originals).mean().item(), 2),
                "ssim": round(ssim(restored, originals).mean().item(), 4)}
-    if labels is not None or reference is not None:
+    if labels is not None or reference is not None or reference_features is not None:
         classifier = classifier or load_classifier()
     if labels is not None:
         metrics["accuracy"] = round(accuracy(classifier, restored, labels), 4)
     if reference is not None:
-        metrics["fid"] = round(fid(classifier, restored, reference), 2)
+        reference_features = classifier_features(classifier, reference)
+    if reference_features is not None:
+        metrics["fid"] = round(fid_from_features(classifier_features(classifier, restored), reference_features), 2)
     return metrics

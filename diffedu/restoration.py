@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from diffedu.course.checks import broadcast_to_batch, check_same_shape
 from diffedu.course.device import randn
 from diffedu.samplers import (NoisePredictor, StepOutput, alpha_bar_at, clipped_prediction, ddim_states, ddim_step,
-                              eps_from_x0, next_times, predict_noise, step_time, x0_from_eps)
+                              ddim_timesteps, eps_from_x0, next_times, predict_noise, step_time, x0_from_eps)
 from diffedu.schedules import NoiseSchedule, q_sample
 
 
@@ -244,8 +244,6 @@ def upscale(model, schedule: NoiseSchedule, y: torch.Tensor, steps: int = 20, no
     """x_0 (B, C, factor H, factor W) in [-1, 1] for low-resolution observations y (B, C, H, W) with noise
     sigma_y = noise_std: DDIM over `steps` steps with the upscaler (eq. 10.7), x_T drawn from `seed` on
     the CPU (so one y gives the same picture in any batch, on any device)."""
-    from diffedu.samplers import ddim_timesteps
-
     operator = Downsample(factor)
     generator = torch.Generator().manual_seed(seed)
     shape = (y.shape[0], y.shape[1], y.shape[2] * factor, y.shape[3] * factor)
@@ -277,7 +275,6 @@ def restore(unet, schedule: NoiseSchedule, y: torch.Tensor, operator, method: st
     The start x_T and all later noise come from one CPU generator seeded with `seed`."""
     from diffedu.course.trajectory import run_steps
     from diffedu.guidance import guided_predictor
-    from diffedu.samplers import ddim_timesteps
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")

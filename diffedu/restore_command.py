@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# task -> (observation's side, methods for mnist-unet (first: default)); mnist-sr does sr4 only
+# task -> (observation's side, methods for mnist-unet (first: default)); mnist-sr does sr4 only. The command
+# line's choices are read from here (this module imports no PyTorch at the top, so --help stays quick).
 TASKS = {"sr4": (7, ("ddnm", "dps", "sdedit")), "denoise": (28, ("denoise", "dps")), "inpaint": (28, ("ddnm", "dps"))}
+METHODS = sorted({method for _, methods in TASKS.values() for method in methods})
 RESTORING_MODELS = ("mnist-unet", "mnist-sr")
 
 
@@ -94,7 +96,7 @@ def restore(name: str, task: str, observation: Observation, method: str, steps: 
 
 def check_restore_args(args, parser) -> None:
     """Every mistake in `restore`'s options, one line each (parser.error), before a model is loaded."""
-    from diffedu.restoration import UPSCALER_NOISE_LEVELS
+    from diffedu.restoration import UPSCALER_NOISE_LEVELS, noise_level_index
 
     methods = TASKS[args.task][1]
     if args.name == "mnist-sr":
@@ -102,10 +104,12 @@ def check_restore_args(args, parser) -> None:
             parser.error(f"mnist-sr only upscales (--task sr4); for --task {args.task} use mnist-unet")
         if args.method not in (None, "upscaler"):
             parser.error(f"mnist-sr restores with its own network: leave out --method (or use mnist-unet for {args.method})")
-        if args.noise_std not in (None,) and args.noise_std not in UPSCALER_NOISE_LEVELS:
-            parser.error(f"mnist-sr knows --noise-std in {', '.join(map(str, UPSCALER_NOISE_LEVELS))}, got {args.noise_std}")
         args.method = "upscaler"
         args.noise_std = args.noise_std or 0.0
+        try:
+            noise_level_index(args.noise_std)  # the check the upscaler itself makes
+        except ValueError:
+            parser.error(f"mnist-sr knows --noise-std in {', '.join(map(str, UPSCALER_NOISE_LEVELS))}, got {args.noise_std}")
     else:
         if args.method is None:
             args.method = methods[0]

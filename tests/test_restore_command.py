@@ -54,6 +54,7 @@ def test_restore_inpaints_with_ddnm_keeping_every_observed_pixel(tmp_path):
     (["mnist-unet", "--task", "sr4", "--in", "{junk}"], "is not a readable .npz file"),
     (["mnist-unet", "--task", "sr4", "--in", "{wide}"], "float images must lie in [-1, 1]"),
     (["mnist-unet", "--task", "sr4", "--in", "{small}", "--steps", "0"], "--steps must be in 1..1000"),
+    (["mnist-sr", "--task", "sr4", "--in", "{small}", "--noise-std", "0.25"], "mnist-sr knows --noise-std in"),
 ])
 def test_mistakes_get_one_line_and_exit_code_2(arguments, message, tmp_path, capsys):
     files = {"big": write(tmp_path / "big.npz", images=np.zeros((2, 28, 28), np.uint8)),
@@ -101,3 +102,16 @@ def test_the_unet_takes_a_condition_image_only_when_built_for_one():
         model(x, k)
     with pytest.raises(ValueError, match="takes no condition image"):
         UNet(UNetConfig(base_channels=8, channel_mults=(1, 1), attention_heads=1, groups=2))(x, k, None, x)
+
+
+def test_restoration_metrics_take_the_reference_or_its_features_once():
+    from diffedu.metrics import classifier_features, load_classifier, restoration_metrics
+
+    classifier = load_classifier()
+    restored, originals, reference = TEST.images[:20], TEST.images[20:40], TEST.images[1000:1200]
+    features = classifier_features(classifier, reference)
+    by_images = restoration_metrics(restored, originals, TEST.labels[20:40], reference, classifier)
+    assert by_images == restoration_metrics(restored, originals, TEST.labels[20:40], classifier=classifier,
+                                            reference_features=features)
+    with pytest.raises(ValueError, match="not both"):
+        restoration_metrics(restored, originals, reference=reference, reference_features=features)

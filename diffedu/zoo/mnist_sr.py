@@ -18,7 +18,7 @@ import torch
 from diffedu.course.data import load_mnist
 from diffedu.course.device import randn
 from diffedu.losses import DiffusionSettings, noise_prediction_loss
-from diffedu.metrics import restoration_metrics
+from diffedu.metrics import psnr, restoration_metrics
 from diffedu.models import build_seeded, count_parameters
 from diffedu.models.checkpoints import model_card, read_checkpoint, save_checkpoint, stop_if_interrupted
 from diffedu.models.unet import UNet, UNetConfig, unet_from_saved
@@ -98,7 +98,7 @@ def evaluate(model: tuple[UNet, NoiseSchedule], n: int = 0, count: int = 500) ->
     seconds = (time.perf_counter() - start) / 4
     metrics = restoration_metrics(samples[0], originals, labels, test.images[1000:2000])
     metrics.update(count=count, task="sr4", steps=EVALUATION_STEPS, seconds=round(seconds, 1),
-                   psnr_mean_of_4=round(restoration_metrics(torch.stack(samples).mean(0), originals)["psnr"], 2))
+                   psnr_mean_of_4=round(psnr(torch.stack(samples).mean(0), originals).mean().item(), 2))
     return metrics
 
 
