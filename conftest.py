@@ -20,3 +20,14 @@ def _fresh_exercise_hints():
 
     reset_tries()
     yield
+
+
+@pytest.fixture(scope="session")
+def mnist_fast_onnx(tmp_path_factory):
+    """mnist-fast's 4-step sampler exported to ONNX once for the whole run (the export takes ~10 s)."""
+    from diffedu.deploy.onnx_export import export_sampler
+    from diffedu.deploy.web import quiet_exporter
+    from diffedu.zoo import mnist_fast
+
+    with quiet_exporter():
+        return export_sampler(mnist_fast.load(), tmp_path_factory.mktemp("onnx") / "mnist-fast.onnx")

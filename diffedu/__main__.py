@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from diffedu import zoo
+from diffedu.deploy import commands as deploy_commands
 from diffedu.generate import SAMPLERS, check_steps
 from diffedu.restore_command import METHODS as RESTORE_METHODS
 from diffedu.restore_command import RESTORING_MODELS, TASKS
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: data/checkpoints)")
     restore.add_argument("--device", help="cpu, cuda or mps (default: the fastest there is)")
     restore.add_argument("--threads", type=threads_int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    deploy_commands.add_parsers(commands)  # serve, loadtest, web (chapter 11)
     return parser
 
 
@@ -518,6 +520,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "models":
         return run_models(args, parser)
+    if args.command in ("serve", "loadtest", "web"):
+        try:
+            return deploy_commands.run(args)
+        except (ValueError, OSError, RuntimeError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
     if args.command == "sample":
         check_sample_args(args, parser)
     if args.command == "train":

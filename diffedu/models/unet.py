@@ -178,7 +178,8 @@ class UNet(nn.Module):
         if self.class_emb is not None:
             if labels is None:
                 labels = torch.full_like(time_input, self.null_class)
-            if labels.min() < 0 or labels.max() > self.null_class:
+            # checked in eager mode; torch.compile and ONNX export trace the network and cannot branch on values
+            if not torch.compiler.is_compiling() and (labels.min() < 0 or labels.max() > self.null_class):
                 raise ValueError(f"labels must be in 0..{self.null_class} ({self.null_class} = no label), got {labels.unique().tolist()}")
             emb = emb + self.class_emb(labels)
         elif labels is not None:
