@@ -67,14 +67,15 @@ torch_args() {  # the pip arguments that install PyTorch (one per line)
 }
 
 setup_web() {  # onnxruntime-web from npm, for chapter 11's page in the browser (web/package.json pins it)
+    [ -f web/package-lock.json ] || return 0
     [ -f web/node_modules/onnxruntime-web/package.json ] && [ web/node_modules/.package-lock.json -nt web/package-lock.json ] && return 0
     if ! command -v npm >/dev/null; then
         echo "course.sh: no npm here: chapter 11's in-browser page needs it (Debian/Ubuntu: apt install npm); everything else works" >&2
         return 0
     fi
     echo "==> installing onnxruntime-web for chapter 11's browser page (npm ci --prefix web)"
-    npm ci --prefix web --no-audit --no-fund --loglevel=error >/dev/null \
-        || echo "course.sh: npm could not install onnxruntime-web (web/package-lock.json); chapter 11's browser page will say so" >&2
+    npm ci --prefix web --no-audit --no-fund --loglevel=error >/dev/null 2>web/npm-error.log \
+        || echo "course.sh: npm could not install onnxruntime-web (its messages: web/npm-error.log); chapter 11's browser page will say so" >&2
 }
 
 setup() {

@@ -6,14 +6,15 @@ of the test suite.
 
 One process, torch's 2 threads, the CPU this runs on (its description is recorded).
   profile    FLOPs of one UNet call per image (FlopCounterMode), the float32 FLOP/s of a 1024 x 1024
-             matrix product, the roofline (11.1) for 1,000 digits, the operators that take the time, one
+             matrix product, the roofline (11.2) for 1,000 digits, the operators that take the time, one
              call's seconds at batch sizes 1..256 with PyTorch and ONNX Runtime and their fit (11.3), and
              the parts of one mini-sd run (8 images, 20 steps, guidance 3)
   variants   1,000 digits (0-9 in turn, seed 0, batches of 500): seconds (best of 3 after a warm-up),
              speed-up over PyTorch, largest pixel difference from PyTorch, FID against the first 1,000
              test digits and the classifier's accuracy, and the model file's size
-  load       `python -m diffedu serve` (backend torch or onnx, batching on or off) against 1, 10 and 50
-             closed-loop clients asking one digit each: 15 s a run, 60 s for 50 clients with batching,
+  load       `python -m diffedu serve` (backend torch, torch with --worker-thread, or onnx; batching on or
+             off) against 1, 10 and 50 closed-loop clients asking one digit each: 15 s a run, 60 s for
+             50 clients with batching on the default server (torch, batches on the event loop),
              each after 3 s of the same load, not measured; a 3 s run with 50 clients first (not counted)
   browser    the page of `python -m diffedu web` in headless Chromium: seconds for 100 digits (seeds
              0-2), and the classifier's accuracy on the three grids
@@ -136,16 +137,16 @@ def variants_section(unet, folder: Path) -> dict:
 
 def load_section() -> dict:
     runs = []
-    for backend in ("torch", "onnx"):
+    for backend, thread in (("torch", False), ("torch", True), ("onnx", False)):
         for batching in (True, False):
-            flags = ["--backend", backend] + ([] if batching else ["--no-batching"])
+            flags = ["--backend", backend] + ([] if batching else ["--no-batching"]) + (["--worker-thread"] if thread else [])
             with running_server(*flags) as url:
                 closed_loop(url, 50, 3)  # warm-up: the first batches of each size allocate their memory
                 for clients in LOAD_CLIENTS:
-                    seconds = 60 if (batching and clients == 50) else 15
+                    seconds = 60 if (batching and clients == 50 and backend == "torch" and not thread) else 15
                     result = closed_loop(url, clients, seconds, warmup=3.0)
-                    runs.append(dict(result, backend=backend))
-                    print(backend, batching, clients, {k: result[k] for k in ("requests_per_second", "latency_ms", "errors")},
+                    runs.append(dict(result, backend=backend, worker_thread=thread))
+                    print(backend, thread, batching, clients, {k: result[k] for k in ("requests_per_second", "latency_ms", "errors")},
                           flush=True)
     return {"runs": runs}
 

@@ -29,8 +29,11 @@ The models:
     sd/         Stable Diffusion parts: the mini pipeline, real model ids, memory savers (chapter 05);
                 a LoRA layer written by hand, bold/slanted/outlined digits and their measures,
                 LoRA / textual inversion / ControlNet training (finetune, chapter 09)
+    deploy/     from notebook to product (chapter 11): profiling and the roofline, the sampler as
+                one ONNX graph and int8, dynamic batching, the FastAPI service, its load test,
+                the in-browser page (onnxruntime-web), and their commands
     __main__    the command line: models, train, sample, evaluate, publish, restore
-                (restore_command, chapter 10)
+                (restore_command, chapter 10), serve, loadtest, web (deploy/commands, chapter 11)
 
 The course's infrastructure (diffedu/course/, diffedu/exercises/):
     course/     paths, fast mode, checks, colab, online, report, widgets, captions,

@@ -9,14 +9,14 @@ def solution_predict_throughput(batch, b1, s1, b2, s2):
     return batch / (fixed + batch * per_image)
 
 
-def solution_closed_loop_prediction(clients, fixed, per_image, batching):
+def solution_users_within(max_latency, fixed, per_image, batching):
     if batching:
-        latency = fixed + clients * per_image  # one call holds all C requests
+        users = (max_latency - fixed) / per_image  # t_0 + C t_1 <= W: one call holds all C requests
     else:
-        latency = clients * (fixed + per_image)  # C calls of one image each, one after the other
-    return clients / latency, latency  # Little's law (11.4): C = X W
+        users = max_latency / (fixed + per_image)  # C (t_0 + t_1) <= W: C calls of one image, one after the other
+    return max(0, int(users))  # whole users, rounded down; none if one call is already too slow
 
 
 def solution_quantize_per_channel(weight):
     scale = weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127  # (C_out, 1, 1, 1): each channel's largest |w| -> 127
-    return torch.round(weight / scale).to(torch.int8), scale  # (11.5), channel by channel
+    return torch.round(weight / scale).to(torch.int8), scale  # (11.4), channel by channel

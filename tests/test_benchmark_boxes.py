@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CITES = re.compile(r"by `python benchmarks/(bench_\w+)\.py`")
 DECIMAL = re.compile(r"(?<![\w.])(-?\d+\.\d+)(?![\w.])")
-RESULT_OF = {"bench_frontier": "frontier", "bench_flow": "flow", "bench_processes": "processes", "bench_restoration": "restoration"}
+RESULT_OF = {"bench_frontier": "frontier", "bench_flow": "flow", "bench_processes": "processes", "bench_restoration": "restoration",
+             "bench_deployment": "deployment"}
 
 
 def numbers_in(value) -> list[float]:

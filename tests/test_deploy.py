@@ -100,6 +100,12 @@ def test_the_batcher_gathers_requests_and_answers_each_its_own():
     assert [size for _, size in answers] == [4, 4, 4, 4, 2, 2]
 
 
+def test_in_a_worker_thread_the_batcher_answers_the_same():
+    batcher = DynamicBatcher(lambda items: [item + 1 for item in items], max_batch=3, max_wait_ms=50, run_in_thread=True)
+    answers = run_concurrently(batcher, [1, 2, 3, 4])
+    assert answers == [(2, 3), (3, 3), (4, 3), (5, 1)]
+
+
 def test_the_batcher_counts_images_and_never_overfills():
     sizes = []
     batcher = DynamicBatcher(lambda items: (sizes.append(sum(items)), items)[1], size_of=lambda n: n, max_batch=8,

@@ -8,7 +8,7 @@ from exercise_helpers import hint_stages, stub, wrong_message
 
 
 def test_stubs_are_not_attempted(capsys):
-    for result in (ch11.check_predict_throughput(stub), ch11.check_closed_loop_prediction(stub),
+    for result in (ch11.check_predict_throughput(stub), ch11.check_users_within(stub),
                    ch11.check_quantize_per_channel(stub)):
         assert result.status == "not attempted" and not result and "not attempted yet" in repr(result)
     assert capsys.readouterr().out == ""
@@ -16,7 +16,7 @@ def test_stubs_are_not_attempted(capsys):
 
 def test_reference_solutions_pass():
     assert repr(ch11.check_predict_throughput(reference.solution_predict_throughput)) == "Exercise 11.1: correct"
-    assert ch11.check_closed_loop_prediction(reference.solution_closed_loop_prediction)
+    assert ch11.check_users_within(reference.solution_users_within)
     assert ch11.check_quantize_per_channel(reference.solution_quantize_per_channel)
 
 
@@ -30,22 +30,25 @@ def test_throughput_mistakes_get_their_hints():
     assert "The formula" not in stages[0] and "The formula" in stages[2]
 
 
-def test_closed_loop_mistakes_get_their_hints():
-    def no_queue(clients, fixed, per_image, batching):
-        latency = fixed + (clients if batching else 1) * per_image
-        return clients / latency, latency
+def test_users_mistakes_get_their_hints():
+    def fixed_once_always(max_latency, fixed, per_image, batching):
+        return max(0, int((max_latency - fixed) / per_image))
 
-    def pays_fixed_per_image(clients, fixed, per_image, batching):
-        latency = clients * (fixed + per_image)
-        return clients / latency, latency
+    def fixed_per_request_always(max_latency, fixed, per_image, batching):
+        return max(0, int(max_latency / (fixed + per_image)))
 
-    def not_little(clients, fixed, per_image, batching):
-        return 1 / (fixed + per_image), fixed + per_image
+    def not_rounded(max_latency, fixed, per_image, batching):
+        return (max_latency - fixed) / per_image if batching else max_latency / (fixed + per_image)
 
-    assert "C - 1 requests ahead" in wrong_message(ch11.check_closed_loop_prediction(no_queue))
-    assert "paid once per batch" in wrong_message(ch11.check_closed_loop_prediction(pays_fixed_per_image))
-    assert "Little's law" in wrong_message(ch11.check_closed_loop_prediction(not_little))
-    assert "(throughput in requests per second" in wrong_message(ch11.check_closed_loop_prediction(lambda *args: 1.0))
+    def negative(max_latency, fixed, per_image, batching):
+        return int((max_latency - fixed) / per_image) if batching else int(max_latency / (fixed + per_image))
+
+    assert "paid by every request" in wrong_message(ch11.check_users_within(fixed_once_always))
+    assert "paid once per batch" in wrong_message(ch11.check_users_within(fixed_per_request_always))
+    assert "round down" in wrong_message(ch11.check_users_within(not_rounded))
+    assert "no users at all" in wrong_message(ch11.check_users_within(negative))
+    stages = hint_stages(ch11.check_users_within, lambda w, f, p, b: 3)
+    assert "The formula" not in stages[0] and "The formula" in stages[2]
 
 
 def test_quantisation_mistakes_get_their_hints():

@@ -6,9 +6,15 @@ time pays t_0 for every image; requests gathered into batches pay it once per ba
 servers (NVIDIA Triton, TorchServe, Ray Serve) all do this; here it is in one small class.
 
 The batcher waits for a first request, then gathers more for at most `max_wait_ms` or until
-`max_batch` images are together, and runs them in one call in a worker thread, so that the
-server keeps accepting requests meanwhile. While one batch runs, the next requests queue up,
-and the next batch takes them all at once: under load, the batch grows by itself.
+`max_batch` images are together, and runs them in one call. While one batch runs, the next
+requests queue up, and the next batch takes them all at once: under load, the batch grows by
+itself.
+
+Where the call runs is a trade-off. On the event loop's own thread (the default) the server reads
+no new requests while a batch runs (they wait in the socket's queue, a tenth of a second at
+most here, and form the next batch). In a worker thread (run_in_thread=True) it stays responsive,
+but PyTorch ran the same batch markedly slower outside the main thread in the course's
+measurements (benchmarks/bench_deployment.py measures both), so the default keeps it on the loop.
 """
 
 from __future__ import annotations
@@ -52,15 +58,16 @@ class DynamicBatcher:
         max_wait_ms: how long the first request of a batch waits for others; 0 takes only what is
             already queued.
         enabled: False runs every request alone, one after the other (the baseline).
+        run_in_thread: run each batch in a worker thread instead of on the event loop's thread.
     """
 
     def __init__(self, run_batch: Callable[[list], list], size_of: Callable[[Any], int] = lambda request: 1,
-                 max_batch: int = 64, max_wait_ms: float = 5.0, enabled: bool = True):
+                 max_batch: int = 64, max_wait_ms: float = 5.0, enabled: bool = True, run_in_thread: bool = False):
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError(f"max_batch must be at least 1 and max_wait_ms at least 0, got {max_batch} and {max_wait_ms}")
         self.run_batch, self.size_of = run_batch, size_of
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
-        self.enabled = enabled
+        self.enabled, self.run_in_thread = enabled, run_in_thread
         self.stats = BatchStats()
         self.queue: asyncio.Queue | None = None
         self.worker: asyncio.Task | None = None
@@ -105,7 +112,10 @@ class DynamicBatcher:
             batch = await self.next_batch()
             requests = [request for request, _ in batch]
             try:
-                results = await asyncio.to_thread(self.run_batch, requests)
+                if self.run_in_thread:
+                    results = await asyncio.to_thread(self.run_batch, requests)
+                else:  # blocks the loop for one batch; requests arriving meanwhile queue up for the next
+                    results = self.run_batch(requests)
             except Exception as error:  # a bad batch fails its own requests, never the server
                 for _, future in batch:
                     if not future.done():

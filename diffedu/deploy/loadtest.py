@@ -3,7 +3,7 @@
     python -m diffedu loadtest --clients 50 --seconds 60      (against a server it starts itself)
 
 `closed_loop` runs `clients` simulated users, each sending one request, waiting for the answer and
-sending the next at once, for `seconds` (or until `max_requests`). Then, by Little's law (11.4),
+sending the next at once, for `seconds` (or until `max_requests`). Then, by Little's law (11.5),
 clients = throughput x latency: the latency a user sees grows with the number of users unless
 the throughput does too, and dynamic batching is what lets the throughput grow.
 
@@ -156,7 +156,7 @@ def closed_loop(url: str, clients: int = 10, seconds: float = 10.0, max_requests
                 warmup: float = 1.0) -> dict:
     """Load-test a running service at `url` (loopback only) with `clients` closed-loop users, each asking
     for `n` digits a request (at most max_requests in all). The users start together and run for
-    `warmup` seconds unmeasured, until the queue has settled (Little's law (11.4) is about a steady
+    `warmup` seconds unmeasured, until the queue has settled (Little's law (11.5) is about a steady
     state); then for `seconds` more, the measurement window.
 
     Returns, for the window: requests answered (sent within it), errors, requests and images per second

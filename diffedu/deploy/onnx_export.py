@@ -68,7 +68,7 @@ def export_sampler(unet: nn.Module, path: str | Path, steps: int = 4) -> Path:
 
 
 def quantize_int8(source: str | Path, target: str | Path, operators: tuple[str, ...] | None = None) -> Path:
-    """ONNX Runtime's dynamic int8 quantisation of `source`, eq. (11.5): each weight tensor stored as int8
+    """ONNX Runtime's dynamic int8 quantisation of `source`, eq. (11.4): each weight tensor stored as int8
     with one float scale, activations quantised on the fly, batch by batch. `operators` limits it to
     those node types (e.g. ("MatMul", "Gemm"): the attention and linear layers, not the convolutions);
     default: every type ONNX Runtime can quantise. Returns `target`."""

@@ -1,6 +1,7 @@
 """Where the time of sampling goes, and the physical limit on it (chapter 11).
 
-    roofline:   T >= N x calls x F / P                                               eq. (11.1)
+    a convolution's FLOPs:  F_conv = 2 C_in C_out k^2 H W                            eq. (11.1)
+    roofline:   T >= N x calls x F / P                                               eq. (11.2)
                 (N images, `calls` network calls each, F FLOPs per image and call, P the
                 FLOP/s the CPU reaches on a large matrix product)
     batching:   t(b) = t_0 + b t_1,   throughput(b) = b / t(b) -> 1 / t_1            eq. (11.3)
@@ -31,7 +32,7 @@ def count_flops(module: nn.Module, *inputs) -> int:
 
 def peak_flops(size: int = 1024, repeats: int = 5) -> float:
     """The float32 FLOP/s this CPU reaches (with torch's current threads) on a size x size matrix
-    product: 2 size^3 FLOPs, the best of `repeats`. The P of eq. (11.1)."""
+    product: 2 size^3 FLOPs, the best of `repeats`. The P of eq. (11.2)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b  # warm-up
     best = min(timed(lambda: a @ b) for _ in range(repeats))
@@ -46,7 +47,7 @@ def timed(fn: Callable, *args) -> float:
 
 
 def roofline_seconds(images: int, calls: int, flops_per_call_and_image: float, flops_per_second: float) -> float:
-    """The least time N images can take, eq. (11.1): all their FLOPs at the CPU's peak rate."""
+    """The least time N images can take, eq. (11.2): all their FLOPs at the CPU's peak rate."""
     return images * calls * flops_per_call_and_image / flops_per_second
 
 

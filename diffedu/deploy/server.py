@@ -153,8 +153,9 @@ def memory_mb() -> float:
 
 
 def create_app(backend: str = "torch", batching: bool = True, max_batch: int = 64, max_wait_ms: float = 5.0,
-               onnx_path: str | Path | None = None):
-    """The FastAPI app: mnist-fast behind a DynamicBatcher (off with batching=False), mini-sd on demand."""
+               worker_thread: bool = False, onnx_path: str | Path | None = None):
+    """The FastAPI app: mnist-fast behind a DynamicBatcher (off with batching=False; each batch in a worker
+    thread with worker_thread=True, else on the event loop), mini-sd on demand."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -162,9 +163,10 @@ def create_app(backend: str = "torch", batching: bool = True, max_batch: int = 6
     digits = DigitGenerator(backend, onnx_path)
     prompts = PromptGenerator()
     batcher = DynamicBatcher(digits, size_of=lambda request: request.n, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                             enabled=batching)
+                             enabled=batching, run_in_thread=worker_thread)
     app = FastAPI(title="diffedu", description="Digits from mnist-fast (and prompts through mini-sd), chapter 11.")
-    settings = {"backend": backend, "batching": batching, "max_batch": max_batch, "max_wait_ms": max_wait_ms}
+    settings = {"backend": backend, "batching": batching, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
+                "worker_thread": worker_thread}
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

@@ -1,15 +1,16 @@
 """Exercises of chapter 11 (deployment). See diffedu/exercises/__init__.py for how checkers work.
 
-11.1 predicts throughput at any batch size from two timings (11.3); 11.2 predicts a closed-loop
-server's throughput and latency with and without batching, from (11.3) and Little's law (11.4);
-11.3 builds per-channel int8 quantisation, the refinement of (11.5) that real quantisers use.
+11.1 predicts throughput at any batch size from two timings (11.3); 11.2 predicts how many
+closed-loop users a server keeps within a latency bound, with and without batching, from (11.3);
+11.3 builds per-channel int8 quantisation, the refinement of (11.4) that real quantisers use.
 """
 
 from __future__ import annotations
 
 import torch
 
-from diffedu.exercises import ExerciseError, exercise, expect_number, expect_tensor, reject_known_mistakes
+from diffedu.exercises import (ExerciseError, exercise, expect_number, expect_tensor, expect_whole_number,
+                               reject_known_mistakes)
 
 
 # --- 11.1 ------------------------------------------------------------------------------------------
@@ -42,38 +43,40 @@ def check_predict_throughput(predict_throughput) -> None:
 
 # --- 11.2 ------------------------------------------------------------------------------------------
 
-def _closed_loop(clients, fixed, per_image, batching):
-    if batching:  # every batch holds all C requests: each waits one call of C images
-        latency = fixed + clients * per_image
-    else:  # one image per call, C requests in line: each waits its turn behind the others
-        latency = clients * (fixed + per_image)
-    return clients / latency, latency  # Little's law (11.4): C = X W
+def _users_within(max_latency, fixed, per_image, batching):
+    if batching:  # every batch holds all C requests: each waits one call of C images, t_0 + C t_1
+        users = (max_latency - fixed) / per_image
+    else:  # one image per call, C requests in line: each waits C calls, C (t_0 + t_1)
+        users = max_latency / (fixed + per_image)
+    return max(0, int(users))  # whole users, rounded down
 
 
 @exercise("11.2")
-def check_closed_loop_prediction(closed_loop_prediction) -> None:
-    """Exercise 11.2: (throughput, latency) of C closed-loop users, one image each, with and without batching."""
-    for clients, fixed, per_image in ((50, 0.008, 0.002), (10, 0.03, 0.001), (1, 0.01, 0.005)):
+def check_users_within(users_within) -> None:
+    """Exercise 11.2: the most closed-loop users (one image each) a server keeps within a latency bound."""
+    cases = ((0.25, 0.003, 0.0021), (0.1, 0.012, 0.0007), (1.0, 0.03, 0.011), (0.002, 0.003, 0.001))  # none lands on a whole number
+    for max_latency, fixed, per_image in cases:
         for batching in (False, True):
-            answer = closed_loop_prediction(clients, fixed, per_image, batching)
-            if not isinstance(answer, tuple) or len(answer) != 2:
-                raise ExerciseError("return two numbers: (throughput in requests per second, latency in seconds)")
-            throughput, latency = (expect_number(value, what) for value, what in zip(answer, ("the throughput", "the latency")))
-            right_throughput, right_latency = _closed_loop(clients, fixed, per_image, batching)
             case = "with batching" if batching else "without batching"
-            if abs(throughput * latency - clients) > 1e-6 * clients:
-                raise ExerciseError(f"{case}, your throughput x latency is {throughput * latency:.3g}, not the {clients} users: "
-                                    "Little's law (11.4) says C = X W in a closed loop")
-            if abs(latency - right_latency) <= 1e-9 + 1e-6 * right_latency:
+            answer = users_within(max_latency, fixed, per_image, batching)
+            if isinstance(answer, float) and not answer.is_integer():
+                raise ExerciseError(f"{case}, {answer:.4g} users: users come whole; round down, since one more would "
+                                    "go over the bound")
+            answer = expect_whole_number(answer, "the number of users")
+            right = _users_within(max_latency, fixed, per_image, batching)
+            if answer == right:
                 continue
-            if not batching and abs(latency - (fixed + per_image)) < 1e-9:
-                raise ExerciseError("t(1) is the time of one call; without batching, a request also waits for the C - 1 "
-                                    "requests ahead of it")
-            if batching and abs(latency - clients * (fixed + per_image)) < 1e-9:
-                raise ExerciseError("with batching, all C requests share one call: the fixed part t_0 is paid once per batch")
-            raise ExerciseError(f"{case}: work out how many images one call holds and how long it takes by (11.3); "
-                                "the latency is that call's time" + ("" if batching else " times the requests in line"),
-                                formula="batching: W = t_0 + C t_1; without: W = C (t_0 + t_1); in both, X = C / W")
+            if answer < 0:
+                raise ExerciseError("a bound below the time of one call allows no users at all: 0, not a negative number")
+            if not batching and answer == _users_within(max_latency, fixed, per_image, True):
+                raise ExerciseError("without batching the fixed part t_0 is paid by every request in line, not once")
+            if batching and answer == _users_within(max_latency, fixed, per_image, False):
+                raise ExerciseError("with batching, all C requests share one call: t_0 is paid once per batch")
+            raise ExerciseError(f"{case}: write the latency of C users as a function of C with (11.3) (how many images "
+                                "does one call hold, and how many calls does a request wait for?), then solve latency <= "
+                                "max_latency for C",
+                                formula="batching: t_0 + C t_1 <= W, so C = floor((W - t_0) / t_1); without: "
+                                        "C (t_0 + t_1) <= W, so C = floor(W / (t_0 + t_1))")
 
 
 # --- 11.3 ------------------------------------------------------------------------------------------
@@ -85,7 +88,7 @@ def _per_channel(weight):
 
 @exercise("11.3")
 def check_quantize_per_channel(quantize_per_channel) -> None:
-    """Exercise 11.3: int8 weights with one scale per output channel (11.5 per channel)."""
+    """Exercise 11.3: int8 weights with one scale per output channel ((11.4) per channel)."""
     gen = torch.Generator().manual_seed(11)
     weight = torch.randn(6, 4, 3, 3, generator=gen) * torch.logspace(-2, 0, 6)[:, None, None, None]  # channels of unlike sizes
     answer = quantize_per_channel(weight)
@@ -98,7 +101,7 @@ def check_quantize_per_channel(quantize_per_channel) -> None:
     scale = torch.as_tensor(scale, dtype=torch.float32)
     right_q, right_scale = _per_channel(weight)
     if scale.numel() == 1:
-        raise ExerciseError("one scale for the whole tensor is (11.5) as section 2 did it: give each output channel "
+        raise ExerciseError("one scale for the whole tensor is (11.4) as section 2 did it: give each output channel "
                             "(the first axis) its own scale, from its own largest weight")
     if scale.numel() == 4:
         raise ExerciseError("that is one scale per input channel: the output channel is the first axis of a convolution's weight")
