@@ -14,6 +14,7 @@ import functools
 import html
 import http.server
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -98,6 +99,9 @@ def build(learner: bool, out: Path) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory):
     """The site and the learners' site, built at the same time (two Sphinx processes: about the time of one)."""
+    if os.environ.get("DIFFEDU_TEST_SITE") != "1":
+        pytest.skip("builds the whole site twice (about a minute): DIFFEDU_TEST_SITE=1 runs it, as .ci/run does in a step "
+                    "of its own")
     if CHROMIUM is None:
         pytest.skip("no Chromium here: install the OS package (apt-get install chromium); Playwright's own browser "
                     "download is not used")

@@ -63,11 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from diffedu.deploy.server import serve
 
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        serve(args.host, args.port, args.workers, backend=args.backend, batching=not args.no_batching,
+        serve(args.host, args.port, args.workers, threads=args.threads, backend=args.backend, batching=not args.no_batching,
               max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, worker_thread=args.worker_thread)
         return 0
     if args.command == "loadtest":

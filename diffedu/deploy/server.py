@@ -228,18 +228,22 @@ def app_from_environment():
     import json
     import os
 
-    return create_app(**json.loads(os.environ.get("DIFFEDU_SERVE", "{}")))
+    settings = json.loads(os.environ.get("DIFFEDU_SERVE", "{}"))
+    threads = settings.pop("threads", None)
+    if threads:  # each worker process sets its own
+        torch.set_num_threads(threads)
+    return create_app(**settings)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **settings) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, threads: int | None = None, **settings) -> None:
     """Run the service under uvicorn until Ctrl-C; settings go to create_app. Several workers are
-    separate processes, each with its own model and batcher, sharing the port."""
+    separate processes, each with its own model and batcher (and `threads` PyTorch threads), sharing the port."""
     import json
     import os
 
     import uvicorn
 
-    os.environ["DIFFEDU_SERVE"] = json.dumps(settings)
+    os.environ["DIFFEDU_SERVE"] = json.dumps(dict(settings, threads=threads))
     print(f"serving mnist-fast ({settings.get('backend', 'torch')}, batching "
           f"{'on' if settings.get('batching', True) else 'off'}) at http://{host}:{port} (Ctrl-C stops)", flush=True)
     uvicorn.run("diffedu.deploy.server:app_from_environment", factory=True, host=host, port=port, workers=workers,
