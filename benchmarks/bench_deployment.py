@@ -35,7 +35,7 @@ import torch
 from diffedu.course.data import load_mnist
 from diffedu.deploy import profiling
 from diffedu.deploy.loadtest import closed_loop, running_server
-from diffedu.deploy.onnx_export import FewStepSampler, OnnxSampler, export_sampler, file_megabytes, quantize_int8
+from diffedu.deploy.onnx_export import FewStepSampler, OnnxSampler, draw_digits, export_sampler, file_megabytes, quantize_int8
 from diffedu.metrics import accuracy, classifier_features, fid_from_features, load_classifier
 from diffedu.models.checkpoints import hardware_description
 from diffedu.zoo import mnist_fast
@@ -45,28 +45,13 @@ BATCH_SIZES = (1, 4, 16, 64, 256)
 LOAD_CLIENTS = (1, 10, 50)
 
 
-def digits_from(sampler, labels: torch.Tensor, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
-    """What generate() draws for `seed`, through any sampler(noise, labels)."""
-    from diffedu.course.device import randn
-
-    noise = randn((len(labels), 1, 28, 28), torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        return torch.cat([sampler(noise[i: i + batch_size], labels[i: i + batch_size])
-                          for i in range(0, len(labels), batch_size)])
-
-
-def best_seconds(fn, repeats: int = 3) -> float:
-    fn()
-    return min(profiling.timed(fn) for _ in range(repeats))
-
-
 def profile_section(unet, onnx_file: Path) -> dict:
     sampler = FewStepSampler(unet, mnist_fast.STUDENT_STEPS)
     x, labels = torch.zeros(1, 1, 28, 28), torch.zeros(1, dtype=torch.long)
     flops = profiling.count_flops(unet, x, torch.full((1,), 500.0), labels)
     peak = profiling.peak_flops()
     labels = torch.arange(COUNT) % 10
-    measured = best_seconds(lambda: digits_from(sampler, labels))
+    measured = profiling.best_seconds(draw_digits, sampler, labels)
     floor = profiling.roofline_seconds(COUNT, mnist_fast.STUDENT_STEPS, flops, peak)
     by_batch = {"pytorch": profiling.seconds_by_batch(sampler, list(BATCH_SIZES)),
                 "onnxruntime": profiling.seconds_by_batch(OnnxSampler(onnx_file), list(BATCH_SIZES))}
@@ -104,7 +89,7 @@ def variants_section(unet, folder: Path) -> dict:
     reference = classifier_features(classifier, load_mnist("test").images[:COUNT])
     labels = torch.arange(COUNT) % 10
     pytorch = FewStepSampler(unet, mnist_fast.STUDENT_STEPS)
-    baseline = digits_from(pytorch, labels)
+    baseline = draw_digits(pytorch, labels)
 
     def bf16(noise, labels):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -112,7 +97,7 @@ def variants_section(unet, folder: Path) -> dict:
 
     start = time.perf_counter()
     compiled = torch.compile(pytorch, dynamic=False)
-    digits_from(compiled, labels)
+    draw_digits(compiled, labels)
     compile_seconds = time.perf_counter() - start
     onnx_file = folder / "mnist-fast.onnx"
     int8_file = quantize_int8(onnx_file, folder / "mnist-fast-int8.onnx")
@@ -123,8 +108,8 @@ def variants_section(unet, folder: Path) -> dict:
                 "torch_compile": (compiled, None), "bf16_autocast": (bf16, None)}
     rows = {}
     for name, (sampler, file) in variants.items():
-        seconds = best_seconds(lambda: digits_from(sampler, labels))
-        images = digits_from(sampler, labels)
+        seconds = profiling.best_seconds(draw_digits, sampler, labels)
+        images = draw_digits(sampler, labels)
         rows[name] = {"seconds": round(seconds, 3), "speedup": round(rows["pytorch"]["seconds"] / seconds, 2) if rows else 1.0,
                       "max_abs_difference": float(f"{(images - baseline).abs().max().item():.2g}"),
                       "fid": round(fid_from_features(classifier_features(classifier, images), reference), 2),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+
+from diffedu.deploy import outside_event_loop
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -53,7 +54,7 @@ def serve_command(port: int, *options: str) -> list[str]:
 
 
 @contextmanager
-def running_server(*options: str, port: int | None = None, threads: int | None = None, timeout: float = 120.0):
+def running_server(*options: str, port: int | None = None, timeout: float = 120.0):
     """Start `python -m diffedu serve` on 127.0.0.1 in a child process, wait until /health answers, yield its
     URL, and stop it afterwards (also on an error or Ctrl-C). Its output goes to build/deploy/server-PORT.log."""
     import httpx
@@ -61,9 +62,8 @@ def running_server(*options: str, port: int | None = None, threads: int | None =
     port = port or free_port()
     log_path = Path("build") / "deploy" / f"server-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    environment = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     with open(log_path, "w") as log:
-        process = subprocess.Popen(serve_command(port, *options), stdout=log, stderr=subprocess.STDOUT, env=environment)
+        process = subprocess.Popen(serve_command(port, *options), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -165,12 +165,4 @@ def closed_loop(url: str, clients: int = 10, seconds: float = 10.0, max_requests
     if clients < 1 or seconds <= 0 or max_requests < 1 or warmup < 0:
         raise ValueError("clients and max_requests must be at least 1, seconds positive and warmup at least 0, got "
                          f"{clients}, {max_requests}, {seconds}, {warmup}")
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(closed_loop_async(url, clients, seconds, max_requests, n, warmup))
-    # inside Jupyter an event loop is already running: run the test in a thread of its own
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, closed_loop_async(url, clients, seconds, max_requests, n, warmup)).result()
+    return outside_event_loop(asyncio.run, closed_loop_async(url, clients, seconds, max_requests, n, warmup))

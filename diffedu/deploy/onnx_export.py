@@ -13,7 +13,6 @@ then needs no Python and no sampler code of its own: only noise and the digits w
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -77,9 +76,13 @@ def quantize_int8(source: str | Path, target: str | Path, operators: tuple[str, 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target = Path(target)
-    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process first concerns static quantisation
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=list(operators) if operators else None)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)  # its advice to pre-process first concerns static quantisation
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(operators) if operators else None)
+    finally:
+        root.setLevel(level)
     return target
 
 
@@ -116,23 +119,18 @@ class OnnxSampler:
 
     def generate(self, labels: torch.Tensor, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
         """Digits `labels` (n,) from the noise `generate` draws for `seed`: the same pictures as PyTorch."""
-        generator = torch.Generator().manual_seed(seed)
-        noise = randn((len(labels), *self.image_shape), generator)  # every x_1 in one draw, as generate()
-        return torch.cat([self(noise[i: i + batch_size], labels[i: i + batch_size])
+        return draw_digits(self, labels, seed, batch_size, self.image_shape)
+
+
+def draw_digits(sampler, labels: torch.Tensor, seed: int = 0, batch_size: int = 500, image_shape=(1, 28, 28)) -> torch.Tensor:
+    """Digits `labels` (n,) through any sampler(noise, labels) (FewStepSampler, OnnxSampler, ...), in batches,
+    from the noise `diffedu.generate.generate` draws for `seed`: every x_1 in one draw on the CPU."""
+    noise = randn((len(labels), *image_shape), torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return torch.cat([sampler(noise[i: i + batch_size], labels[i: i + batch_size])
                           for i in range(0, len(labels), batch_size)])
 
 
 def file_megabytes(path: str | Path) -> float:
     """The size of a file in MB (10^6 bytes)."""
     return os.path.getsize(path) / 1e6
-
-
-def seconds_per_call(fn, *args, repeats: int = 3) -> float:
-    """The fastest of `repeats` timed calls of fn(*args), after one untimed warm-up call, in seconds."""
-    fn(*args)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best

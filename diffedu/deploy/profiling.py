@@ -34,9 +34,7 @@ def peak_flops(size: int = 1024, repeats: int = 5) -> float:
     """The float32 FLOP/s this CPU reaches (with torch's current threads) on a size x size matrix
     product: 2 size^3 FLOPs, the best of `repeats`. The P of eq. (11.2)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    best = min(timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best
+    return 2 * size**3 / best_seconds(torch.matmul, a, b, repeats=repeats)
 
 
 def timed(fn: Callable, *args) -> float:
@@ -44,6 +42,13 @@ def timed(fn: Callable, *args) -> float:
     start = time.perf_counter()
     fn(*args)
     return time.perf_counter() - start
+
+
+def best_seconds(fn: Callable, *args, repeats: int = 3) -> float:
+    """The fastest of `repeats` timed calls fn(*args), after one untimed warm-up call (the first call
+    allocates memory and picks kernels)."""
+    fn(*args)
+    return min(timed(fn, *args) for _ in range(repeats))
 
 
 def roofline_seconds(images: int, calls: int, flops_per_call_and_image: float, flops_per_second: float) -> float:
@@ -57,8 +62,7 @@ def seconds_by_batch(sampler: Callable, batch_sizes: list[int], image_shape=(1, 
     with torch.no_grad():
         for batch in batch_sizes:
             noise, labels = torch.randn(batch, *image_shape), torch.arange(batch) % 10
-            sampler(noise, labels)
-            result[batch] = min(timed(sampler, noise, labels) for _ in range(repeats))
+            result[batch] = best_seconds(sampler, noise, labels, repeats=repeats)
     return result
 
 

@@ -193,17 +193,9 @@ def draw_in_chromium(folder: str | Path, seeds: tuple[int, ...] = (0,), screensh
     """Open the built page in headless Chromium (the OS package, driven by Playwright), served from 127.0.0.1,
     with every other address refused; draw the grid once per seed. Returns, per seed, the page's
     {"seconds", "pixels", "threads"} and the addresses it tried to reach outside (none expected)."""
-    import asyncio
+    from diffedu.deploy import outside_event_loop
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _draw_in_chromium(folder, seeds, screenshot)
-    # inside Jupyter an event loop is running, and Playwright's synchronous API refuses to share it
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_draw_in_chromium, folder, seeds, screenshot).result()
+    return outside_event_loop(_draw_in_chromium, folder, seeds, screenshot)
 
 
 def _draw_in_chromium(folder, seeds, screenshot) -> list[dict]:
