@@ -14,7 +14,11 @@ accuracy of the intended digit, seconds for the n digits; digits 0-9 in turn, se
                 (w = 1.5) with DDIM, mnist-flow (w = 1.25: its side_by_side rows) with Euler, and
                 mnist-fast at 1, 2 and 4 steps (no guidance: it is built in; its seconds are the speed
                 table's best of 5, one run's time being noisier than these short runs are long)
-  speed         mnist-fast, 1,000 digits at 1, 2 and 4 steps: the best and the median of 5 timed runs
+                and the one-step models mnist-consistency and mnist-meanflow at 1 and 2 calls (likewise)
+  speed         mnist-fast, 1,000 digits at 1, 2 and 4 steps, mnist-consistency and mnist-meanflow at 1 and 2:
+                the best and the median of 5 timed runs
+flop_limit: the UNet's FLOPs per call and image (FlopCounterMode), the CPU's float32 peak (a 1024^2 matrix
+product) and their ratio for 1,000 digits at one call: the time no float32 implementation can beat (11.2).
 
 "Steps" count sampler steps; with guidance each step evaluates the network on a batch twice as large.
 All models sample in batches of 250 (guided: 500 network inputs), the fastest size on the 2-core CPU.
@@ -41,12 +45,16 @@ SIDE_BY_SIDE_GUIDANCE = (1.0, 1.25)
 BATCH_SIZE = 250
 SHIFTS = (1.0, 2.0, 3.0)
 FAST_STEPS = (1, 2, 4)
+ONE_STEP = {"mnist-consistency": (1, 2), "mnist-meanflow": (1, 2)}
+GUIDANCE_BUILT_IN = ("mnist-fast", *ONE_STEP)  # they take labels and no guidance
 
 
 def plan() -> list[tuple]:
     """(table, model, steps, guidance, shift) for every row, cheapest tables first."""
     rows = [("speed", "mnist-fast", steps, 1.0, 1.0) for steps in FAST_STEPS]
     rows += [("frontier", "mnist-fast", steps, 1.0, 1.0) for steps in FAST_STEPS]
+    rows += [("speed", name, steps, 1.0, 1.0) for name, calls in ONE_STEP.items() for steps in calls]
+    rows += [("frontier", name, steps, 1.0, 1.0) for name, calls in ONE_STEP.items() for steps in calls]
     rows += [("frontier", "mnist-ldm", steps, 1.5, 1.0) for steps in STEPS]
     rows += [("frontier", "mnist-unet", steps, 1.5, 1.0) for steps in STEPS]
     rows += [("side_by_side", name, steps, w, 1.0) for w in SIDE_BY_SIDE_GUIDANCE for name in ("mnist-unet", "mnist-flow")
@@ -62,12 +70,23 @@ def draw_fn(name: str):
     def draw(n: int, steps: int, guidance: float, shift: float) -> torch.Tensor:
         labels = torch.arange(n) % 10
         options = {"shift": shift} if shift != 1.0 else {}
-        if name == "mnist-fast":
+        if name in GUIDANCE_BUILT_IN:
             return model.sample(loaded, n, steps=steps, labels=labels, seed=0, batch_size=BATCH_SIZE, progress=False)
         return model.sample(loaded, n, steps=steps, labels=labels, guidance=guidance, seed=0, batch_size=BATCH_SIZE,
                             progress=False, **options)
 
     return draw
+
+
+def flop_limit(n: int) -> dict:
+    """The float32 time limit of n digits at one network call each: FLOPs over the measured peak (11.2)."""
+    from diffedu.deploy.profiling import count_flops, peak_flops
+
+    unet = zoo.load("mnist-flow")  # the same UNet as every model of the frontier's pixel-space rows
+    flops = count_flops(unet, torch.zeros(1, 1, 28, 28), torch.zeros(1), torch.zeros(1, dtype=torch.long))
+    peak = peak_flops()
+    return {"flops_per_call_and_image": flops, "peak_flops_per_second": round(peak), "digits": n,
+            "seconds_at_one_call": round(n * flops / peak, 3)}
 
 
 def main() -> None:
@@ -86,6 +105,9 @@ def main() -> None:
                                                           real_features), 3)  # the next n test digits: FID's floor at this n
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
+    if "flop_limit" not in results:
+        results["flop_limit"] = flop_limit(args.n)
+        args.out.write_text(json.dumps(results, indent=1))
     done = {(r["table"], r["model"], r["steps"], r["guidance"], r["shift"]) for r in results["rows"]}
     draws = {}
     for table, name, steps, guidance, shift in plan():
@@ -106,8 +128,9 @@ def main() -> None:
             start = time.perf_counter()
             images = draw(args.n, steps, guidance, shift)
             row["seconds"] = round(time.perf_counter() - start, 2)
-            if name == "mnist-fast":  # the frontier plots the speed table's best of 5 runs, the time chapter 08 quotes
-                row["seconds"] = next(r["best_seconds"] for r in results["rows"] if r["table"] == "speed" and r["steps"] == steps)
+            if name in GUIDANCE_BUILT_IN:  # the frontier plots the speed table's best of 5 runs, the time chapter 08 quotes
+                row["seconds"] = next(r["best_seconds"] for r in results["rows"]
+                                      if r["table"] == "speed" and r["model"] == name and r["steps"] == steps)
             row["fid"] = round(fid_from_features(classifier_features(classifier, images), real_features), 3)
             row["accuracy"] = round(accuracy(classifier, images, labels), 4)
         results["rows"].append(row)

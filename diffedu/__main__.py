@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "own cards in data/checkpoints are never rewritten.")
     evaluate.add_argument("name", choices=names, help="which model")
     evaluate.add_argument("--n", type=positive_int, help="samples per measurement, 2..5000, for mnist-unet, mnist-ldm, "
-                          "mnist-flow and mnist-fast (default: 1000); the others measure a fixed set")
+                          "mnist-flow, mnist-fast, mnist-consistency and mnist-meanflow (default: 1000); the others measure a fixed set")
     evaluate.add_argument("--from", dest="source", type=Path, help="a folder with the model, e.g. runs/NAME (default: "
                           "data/checkpoints); its model card gets the metrics")
     evaluate.add_argument("--out", type=Path, help="a .json file to write the metrics to")
@@ -150,11 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Draw samples and write them to an .npz file: `images` uint8 (N, 28, 28) "
                                              "and, for conditional samples, `labels` int64 (N,). Same seed, same output. "
                                              "By default the digits 0-9 in turn, with the model's recommended guidance.")
-    sample.add_argument("name", choices=names, help="which model (one that draws digits: mnist-unet, mnist-ldm, mnist-flow, mnist-fast)")
+    sample.add_argument("name", choices=names, help="which model (one that draws digits: mnist-unet, mnist-ldm, mnist-flow, mnist-fast, "
+                        "mnist-consistency, mnist-meanflow)")
     sample.add_argument("--n", type=sample_count, default=64, help=f"how many samples, 1..{SAMPLE_N_MAX} (default: 64)")
     sample.add_argument("--sampler", choices=list(SAMPLERS), help="default: the model's own. " + sampler_help())
     sample.add_argument("--steps", type=int, help="sampler steps, 1..T for diffusion models (T = 1000 for the course's) "
-                        "(default: the model's, 50 for diffusion models, 20 for mnist-flow, 4 for mnist-fast; ddpm takes all T)")
+                        "(default: the model's, 50 for diffusion models, 20 for mnist-flow, 4 for mnist-fast, 1 for mnist-consistency and "
+                        "mnist-meanflow; ddpm takes all T)")
     sample.add_argument("--seed", type=seed_int, default=0, help="random seed, 0..2**63-1 (default: 0)")
     which = sample.add_mutually_exclusive_group()
     which.add_argument("--label", type=int, help="draw only this digit (0-9)")
@@ -247,7 +249,8 @@ def check_folder_to_write(path: Path, option: str, parser: argparse.ArgumentPars
 
 def sampler_help() -> str:
     """--sampler's help, from the registry: the samplers for noise predictors, then those for flows."""
-    kinds = {"noise": "Diffusion models (noise predictors)", "velocity": "Flows (mnist-flow, mnist-fast)"}
+    kinds = {"noise": "Diffusion models (noise predictors)", "velocity": "Flows (mnist-flow, mnist-fast)",
+             "consistency": "Consistency models (mnist-consistency)", "average-velocity": "MeanFlow (mnist-meanflow)"}
     parts = []
     for kind, title in kinds.items():
         entries = [f"{name} ({sampler.about})" for name, sampler in SAMPLERS.items() if sampler.prediction == kind]

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 class Sampler:
     """One entry of the registry.
 
-    prediction: what the model must predict: "noise" (eps_theta(x_t, t), chapters 02 and 07) or
-        "velocity" (v_theta(x_t, t), chapter 08).
+    prediction: what the model must predict: "noise" (eps_theta(x_t, t), chapters 02 and 07),
+        "velocity" (v_theta(x_t, t), chapter 08), "consistency" (F_theta of a consistency function, eq. 8.14)
+        or "average-velocity" (MeanFlow's u_theta(z_t, r, t), eq. 8.18).
     states: "module:function" of the generator of steps. A "noise" one is called as
         f(model, x_T, schedule, timesteps, clip_x0=..., **options), plus generator=... if `random`;
         a "velocity" one as f(model, x_T, times, clip_x0=..., **options).
@@ -37,6 +38,8 @@ class Sampler:
         (without guidance, which doubles the batch, not the calls).
     options: extra keyword arguments of the generator (eta, method, ...).
     random: draws noise at every step (from the generator seeded by `seed`).
+    fresh_noise: takes new noise between steps, drawn up front for all n images from `seed` (so, unlike
+        `random`, the batch size cannot change the samples); passed as noise=(steps - 1, B, C, H, W).
     all_steps: takes all T steps of the schedule (DDPM), not a chosen number.
     min_steps: the fewest steps it can take.
     """
@@ -48,6 +51,7 @@ class Sampler:
     fewer_calls: int = 0
     options: dict = field(default_factory=dict)
     random: bool = False
+    fresh_noise: bool = False
     all_steps: bool = False
     min_steps: int = 1
 
@@ -73,6 +77,10 @@ SAMPLERS: dict[str, Sampler] = {
                      options={"method": "euler"}),
     "heun": Sampler("velocity", "diffedu.flow:flow_states", "Heun's method on the flow ODE, eq. (8.9): 2 model calls a step",
                     calls_per_step=2, options={"method": "heun"}),
+    "consistency": Sampler("consistency", "diffedu.consistency:consistency_states", "multistep consistency sampling, "
+                           "eq. (8.17): one model call a step, fresh noise between steps", fresh_noise=True),
+    "meanflow": Sampler("average-velocity", "diffedu.meanflow:meanflow_states", "MeanFlow's jump (8.19) over each "
+                        "interval of the grid: one model call a step"),
 }
 
 
@@ -168,6 +176,7 @@ def generate(model, n: int, sampler: str = "ddim", steps: int | None = None, *, 
         x_init = randn(shape, generator)  # every x_T in one draw: the batch size cannot change them
     elif tuple(x_init.shape) != shape:
         raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
+    later_noise = randn((steps - 1, *shape), generator) if chosen.fresh_noise else None  # also all n at once
     if chosen.prediction == "noise":
         schedule = schedule.to(device)
         grid = (schedule, list(reversed(range(steps))) if chosen.all_steps else ode_timesteps(schedule, steps, spacing))
@@ -185,6 +194,8 @@ def generate(model, n: int, sampler: str = "ddim", steps: int | None = None, *, 
             batch_labels = labels[start: start + count] if labels is not None else None
             predictor = batch_predictor(model, batch_labels, count, guidance, mixed_precision, device)
             x = x_init[start: start + count].to(device)
+            if later_noise is not None:
+                extra["noise"] = later_noise[:, start: start + count]
             with torch.no_grad():
                 run = run_steps(x, states(predictor, x, *grid, **extra), steps, progress=False, on_step=bar.update)
             samples = run.samples if clip_x0 is None else run.samples.clamp(-clip_x0, clip_x0)
@@ -212,8 +223,8 @@ def batch_predictor(model, labels, count: int, guidance: float, mixed_precision:
     if not mixed_precision:
         return predictor
 
-    def predict_in_mixed_precision(x, time_input):
+    def predict_in_mixed_precision(x, time_input, **inputs):
         with autocast(device):
-            return predictor(x, time_input)
+            return predictor(x, time_input, **inputs)
 
     return predict_in_mixed_precision

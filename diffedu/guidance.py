@@ -29,14 +29,16 @@ def guided_predictor(model, labels: torch.Tensor, guidance: float = 1.0):
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
 
-    def predict(x_t: torch.Tensor, time_input: torch.Tensor) -> torch.Tensor:
+    def predict(x_t: torch.Tensor, time_input: torch.Tensor, **inputs) -> torch.Tensor:
+        """inputs: further per-sample inputs of the model (B,), e.g. MeanFlow's interval_input."""
         cond_labels = labels.to(x_t.device)
         if guidance == 1.0:
-            return model(x_t, time_input, cond_labels)
+            return model(x_t, time_input, cond_labels, **inputs)
         if guidance == 0.0:
-            return model(x_t, time_input, torch.full_like(cond_labels, null_class))
+            return model(x_t, time_input, torch.full_like(cond_labels, null_class), **inputs)
         both = torch.cat([cond_labels, torch.full_like(cond_labels, null_class)])  # (2B,)
-        cond, uncond = model(torch.cat([x_t, x_t]), torch.cat([time_input, time_input]), both).chunk(2)
+        doubled = {name: torch.cat([value, value]) for name, value in inputs.items()}
+        cond, uncond = model(torch.cat([x_t, x_t]), torch.cat([time_input, time_input]), both, **doubled).chunk(2)
         return uncond + guidance * (cond - uncond)  # eq. (3.3), for eps or a velocity alike
 
     return predict

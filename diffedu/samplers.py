@@ -214,11 +214,11 @@ def ddim_timesteps(num_train_timesteps: int, steps: int, spacing: str = DEFAULT_
     raise ValueError(f"spacing must be 'leading' or 'trailing', got {spacing!r}")
 
 
-def predict(model, x: torch.Tensor, time_input: torch.Tensor) -> torch.Tensor:
+def predict(model, x: torch.Tensor, time_input: torch.Tensor, **inputs) -> torch.Tensor:
     """model(x, time_input) in float32, checked to have x's shape: the one place the samplers call a
     model. time_input is what the network takes: code timesteps (B,) for a noise predictor, flow
-    times * TIME_SCALE for a velocity model (chapter 08)."""
-    prediction = model(x, time_input)
+    times * TIME_SCALE for a velocity model (chapter 08); inputs: any further ones (MeanFlow's interval)."""
+    prediction = model(x, time_input, **inputs)
     if prediction.shape != x.shape:
         raise ValueError(f"the model returned shape {tuple(prediction.shape)} for input {tuple(x.shape)}: "
                          "it must predict a tensor of the input's shape (the noise, or a velocity)")

@@ -222,7 +222,7 @@ CASES = [
     ("sample-vae", ["sample", "mnist-vae", *OUT], "does not draw digits"),
     ("sample-mini-sd", ["sample", "mini-sd", *OUT], "does not draw digits"),
     ("sample-no-out", ["sample", "mnist-unet"], "--out"),
-    ("sample-fast-guidance", ["sample", "mnist-fast", "--n", "2", "--guidance", "2", *OUT], "distilled into it"),
+    ("sample-fast-guidance", ["sample", "mnist-fast", "--n", "2", "--guidance", "2", *OUT], "built into it"),
     ("sample-fast-unconditional", ["sample", "mnist-fast", "--n", "2", "--unconditional", *OUT], "given digits only"),
     ("sample-flow-ddim", ["sample", "mnist-flow", "--sampler", "ddim", *OUT], "it takes euler or heun"),
     ("sample-unet-euler", ["sample", "mnist-unet", "--sampler", "euler", *OUT], "cannot sample with --sampler euler"),

@@ -151,7 +151,8 @@ def test_cli_reports_a_damaged_checkpoint_in_one_line(tmp_path, monkeypatch, cap
     assert len(err) == 1 and "mnist-unet.safetensors is damaged" in err[0]
 
 
-@pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd", "mnist-flow", "mnist-fast"])
+@pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd", "mnist-flow", "mnist-fast",
+                                  "mnist-consistency", "mnist-meanflow"])
 def test_every_shipped_card_records_the_hash_of_every_file(name):
     card = json.loads((checkpoint_dir() / f"{name}.json").read_text())
     folder = checkpoint_dir()

@@ -27,8 +27,9 @@ TINY = UNetConfig(base_channels=8, channel_mults=(1, 1), attention_heads=1, grou
 LIBRARY = Path(__file__).resolve().parents[1] / "diffedu"
 
 
-def tiny_unet(seed: int = 0) -> UNet:
-    model = build_seeded(lambda: UNet(TINY), seed).eval()
+def tiny_unet(seed: int = 0, interval_input: bool = False) -> UNet:
+    """interval_input: the second time input of a MeanFlow network (the "average-velocity" samplers)."""
+    model = build_seeded(lambda: UNet(UNetConfig(**{**TINY.to_dict(), "interval_input": interval_input})), seed).eval()
     with torch.no_grad():  # the output layer starts at zero: give it weights so that predictions are not 0
         model.out_conv.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(seed))
     return model
@@ -42,18 +43,22 @@ class CountingModel(torch.nn.Module):
         self.model, self.calls = model, 0
         self.config, self.null_class = model.config, model.null_class
 
-    def forward(self, x, t, labels=None):
+    def forward(self, x, t, labels=None, **inputs):
         self.calls += 1
-        return self.model(x, t, labels)
+        return self.model(x, t, labels, **inputs)
 
 
 def options_for(name: str) -> dict:
     return {"schedule": make_schedule("cosine", 10)} if SAMPLERS[name].prediction == "noise" else {}
 
 
+def network_for(name: str, seed: int = 0) -> UNet:
+    return tiny_unet(seed, interval_input=SAMPLERS[name].prediction == "average-velocity")
+
+
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_every_sampler_makes_exactly_the_model_calls_the_registry_says(name):
-    model = CountingModel(tiny_unet())
+    model = CountingModel(network_for(name))
     steps = 10 if SAMPLERS[name].all_steps else 4
     generate(model, 3, name, steps, labels=torch.arange(3), progress=False, **options_for(name))
     assert model.calls == model_calls(name, steps)
@@ -61,7 +66,7 @@ def test_every_sampler_makes_exactly_the_model_calls_the_registry_says(name):
 
 @pytest.mark.parametrize("name", [name for name, sampler in SAMPLERS.items() if not sampler.random])
 def test_deterministic_samplers_do_not_depend_on_the_batch_size(name):
-    model, labels = tiny_unet(), torch.arange(7) % 10
+    model, labels = network_for(name), torch.arange(7) % 10
     whole = generate(model, 7, name, 3, labels=labels, guidance=2.0, seed=3, progress=False, **options_for(name))
     in_pieces = generate(model, 7, name, 3, labels=labels, guidance=2.0, seed=3, batch_size=2, progress=False,
                          **options_for(name))

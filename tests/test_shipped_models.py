@@ -19,7 +19,8 @@ from diffedu import zoo
 CARD_FIELDS = ("command", "train_config", "train_steps", "wall_time_minutes", "hardware", "metrics", "model_config", "trained_on")
 
 
-@pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mnist-flow", "mnist-fast"])
+@pytest.mark.parametrize("name", ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mnist-flow", "mnist-fast",
+                                  "mnist-consistency", "mnist-meanflow"])
 def test_checkpoint_is_small_and_has_a_model_card(name):
     weights, card_path = checkpoint_paths(name)
     assert weights.is_file() and card_path.is_file()
@@ -143,9 +144,27 @@ def test_flow_models_refuse_what_they_cannot_do(tmp_path, capsys):
     assert "it takes ddim or ancestral or ddpm or pf-heun" in capsys.readouterr().err
     assert main(["sample", "mnist-fast", "--guidance", "2", "--n", "2", "--out", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "guidance w = 1.25 distilled into it" in err[0]
+    assert len(err) == 1 and "guidance w = 1.25 built into it" in err[0]
     assert main(["sample", "mnist-fast", "--unconditional", "--n", "2", "--out", str(tmp_path / "x.npz")]) == 2
     assert "draws given digits only" in capsys.readouterr().err
     assert main(["sample", "mnist-fast", "--n", "20", "--out", str(tmp_path / "fast.npz")]) == 0  # euler, 4 steps, 0-9
     assert "wrote 20 samples" in capsys.readouterr().out
     assert np.load(tmp_path / "fast.npz")["labels"].tolist() == [i % 10 for i in range(20)]
+
+
+@pytest.mark.parametrize("name", ["mnist-consistency", "mnist-meanflow"])
+def test_one_step_models_draw_the_intended_digits_in_one_call_and_in_any_batch_size(name, tmp_path, capsys):
+    from diffedu.__main__ import main
+
+    labels = torch.arange(200) % 10
+    classifier = load_classifier()
+    card = zoo.card(name)
+    one_call = zoo.sample(name, 200, labels=labels, seed=1, progress=False)  # the default: one call
+    assert accuracy(classifier, one_call, labels) >= card["metrics"]["steps_1"]["accuracy"] - 0.05
+    two_calls = zoo.sample(name, 200, steps=2, labels=labels, seed=1, progress=False)
+    assert torch.allclose(two_calls, zoo.sample(name, 200, steps=2, labels=labels, seed=1, batch_size=64, progress=False), atol=1e-5)
+    assert main(["sample", name, "--n", "20", "--out", str(tmp_path / "x.npz")]) == 0  # its sampler, 1 call, 0-9
+    assert np.load(tmp_path / "x.npz")["labels"].tolist() == [i % 10 for i in range(20)]
+    capsys.readouterr()
+    assert main(["sample", name, "--guidance", "2", "--n", "2", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "into it" in capsys.readouterr().err

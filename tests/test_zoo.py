@@ -14,7 +14,7 @@ from diffedu.course.paths import REPO_ROOT
 from diffedu.generate import SAMPLERS
 
 SHIPPED = ["mnist-classifier", "mnist-unet", "mnist-vae", "mnist-ldm", "mini-sd", "mnist-flow", "mnist-fast",
-           "mini-sd-lora-bold", "mini-sd-ti-slanted", "mini-sd-controlnet-edges", "mnist-sr"]
+           "mnist-consistency", "mnist-meanflow", "mini-sd-lora-bold", "mini-sd-ti-slanted", "mini-sd-controlnet-edges", "mnist-sr"]
 
 
 def test_every_shipped_model_is_declared_once_with_what_it_needs():
@@ -23,7 +23,7 @@ def test_every_shipped_model_is_declared_once_with_what_it_needs():
         assert model.name in SHIPPED and 0 <= model.chapter <= 11 and model.summary
         assert callable(model.train) and callable(model.load)
         assert model.train_config.train_steps > 0
-    assert zoo.sampleable() == ["mnist-unet", "mnist-ldm", "mnist-fast", "mnist-flow"]
+    assert zoo.sampleable() == ["mnist-unet", "mnist-ldm", "mnist-consistency", "mnist-fast", "mnist-flow", "mnist-meanflow"]
     for model in zoo.all_models():
         assert set(model.samplers) <= set(SAMPLERS) and model.samplers and model.default_steps >= 1
 

@@ -45,6 +45,8 @@ class UNetConfig:
     dropout: float = 0.0
     groups: int = 8  # GroupNorm groups
     condition_channels: int = 0  # extra input channels beside x_t (chapter 10's upscaler: the low-res image)
+    interval_input: bool = False  # a second time input, the length t - r of an interval (chapter 08's MeanFlow)
+    max_time_frequency: float | None = None  # drop faster time-embedding frequencies (radians per unit of time input)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,7 +115,8 @@ class UNet(nn.Module):
         0..num_classes-1, or num_classes (= UNet.null_class) for "no label"; None means all
         null; condition: (B, condition_channels, H, W) images concatenated to x_t as extra input
         channels (only for condition_channels > 0, as Stable Diffusion's x4 upscaler takes its
-        low-resolution image). Returns the predicted noise, (B, C, H, W).
+        low-resolution image); interval_input: (B,) (t - r) * 1000, the interval of MeanFlow's average
+        velocity (only for interval_input=True; None means r = t). Returns the predicted noise, (B, C, H, W).
     """
 
     def __init__(self, config: UNetConfig | None = None):
@@ -124,6 +127,15 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(
             nn.Linear(config.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
+        # MeanFlow's interval t - r gets an embedding of its own; its last layer starts at zero, so that a
+        # network copied from a flow starts as that flow for every interval
+        self.interval_mlp = None
+        if config.interval_input:
+            self.interval_mlp = nn.Sequential(
+                nn.Linear(config.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+            )
+            nn.init.zeros_(self.interval_mlp[-1].weight)
+            nn.init.zeros_(self.interval_mlp[-1].bias)
         # one extra row: the "null" class for classifier-free guidance
         self.class_emb = nn.Embedding(config.num_classes + 1, emb_dim) if config.num_classes else None
 
@@ -172,9 +184,17 @@ class UNet(nn.Module):
     def null_class(self) -> int | None:
         return self.config.num_classes
 
-    def embed(self, time_input: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Time embedding plus class embedding, (B, 4 * base_channels)."""
-        emb = self.time_mlp(timestep_embedding(time_input, self.config.base_channels))
+    def embed(self, time_input: torch.Tensor, labels: torch.Tensor | None,
+              interval_input: torch.Tensor | None = None) -> torch.Tensor:
+        """Time embedding plus class embedding (plus interval embedding), (B, 4 * base_channels)."""
+        cutoff = self.config.max_time_frequency
+        emb = self.time_mlp(timestep_embedding(time_input, self.config.base_channels, max_frequency=cutoff))
+        if self.interval_mlp is not None:
+            if interval_input is None:  # no interval: r = t, the plain velocity
+                interval_input = torch.zeros_like(time_input)
+            emb = emb + self.interval_mlp(timestep_embedding(interval_input, self.config.base_channels, max_frequency=cutoff))
+        elif interval_input is not None:
+            raise ValueError("this UNet takes no interval input (interval_input=False in its config): do not pass one")
         if self.class_emb is not None:
             if labels is None:
                 labels = torch.full_like(time_input, self.null_class)
@@ -187,7 +207,7 @@ class UNet(nn.Module):
         return emb
 
     def forward(self, x_t: torch.Tensor, time_input: torch.Tensor, labels: torch.Tensor | None = None,
-                condition: torch.Tensor | None = None) -> torch.Tensor:
+                condition: torch.Tensor | None = None, interval_input: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
         if x_t.ndim != 4 or x_t.shape[1] != cfg.image_channels:
             raise ValueError(f"x_t must have shape (B, {cfg.image_channels}, H, W), got {tuple(x_t.shape)}")
@@ -201,7 +221,9 @@ class UNet(nn.Module):
             raise ValueError("this UNet takes no condition image (condition_channels=0): do not pass one")
         if time_input.ndim == 1 and time_input.shape[0] == 1:
             time_input = time_input.expand(x_t.shape[0])
-        emb = self.embed(time_input, labels)  # (B, emb_dim)
+        if interval_input is not None and interval_input.ndim == 1 and interval_input.shape[0] == 1:
+            interval_input = interval_input.expand(x_t.shape[0])
+        emb = self.embed(time_input, labels, interval_input)  # (B, emb_dim)
 
         # (B, C, 28, 28) -> (B, C*p*p, 28/p, 28/p): each p x p patch becomes p*p channels
         h = self.stem(F.pixel_unshuffle(x_t, cfg.patch_size))  # (B, C0, 28/p, 28/p)

@@ -15,13 +15,13 @@ import torch
 
 from diffedu.course.data import load_mnist
 from diffedu.distill import distillation_loss_fn
-from diffedu.metrics import evaluate_samples
 from diffedu.models import count_parameters
 from diffedu.models.checkpoints import (checkpoint_paths, file_sha256, folder_beside, model_card, read_checkpoint,
                                         save_checkpoint, stop_if_interrupted)
 from diffedu.models.unet import UNet, unet_from_saved
 from diffedu.train import TrainConfig, train as train_loop
 from diffedu.zoo import NamedModel
+from diffedu.zoo._built_in_guidance import check_request, evaluate_by_steps
 from diffedu.zoo import mnist_flow
 
 NAME = "mnist-fast"
@@ -80,24 +80,13 @@ def load(device="cpu", folder: Path | None = None) -> UNet:
 def sample(model: UNet, n: int, sampler: str = "euler", steps: int | None = None, *, labels: torch.Tensor | None = None,
            guidance: float = 1.0, **options) -> torch.Tensor:
     """n digits (n, 1, 28, 28) in [-1, 1] in `steps` Euler steps (default 4, the ones it was distilled for)."""
-    if labels is None:
-        raise ValueError(f"{NAME} draws given digits only (it was distilled with labels): pass labels, e.g. --all-labels")
-    if guidance != 1.0:
-        raise ValueError(f"{NAME} has guidance w = {GUIDANCE} distilled into it: leave out guidance (--guidance)")
+    check_request(NAME, labels, guidance, GUIDANCE)
     return mnist_flow.sample(model, n, sampler, steps or STUDENT_STEPS, labels=labels, **options)
 
 
 def evaluate(model: UNet, n: int) -> dict:
     """FID, accuracy and time of n samples with 1, 2 and 4 Euler steps."""
-    metrics = {}
-    for steps in (1, 2, STUDENT_STEPS):
-        result = evaluate_samples(lambda n, labels, guidance, steps, seed: sample(model, n, steps=steps, seed=seed, labels=labels,
-                                                                                  progress=False),
-                                  n, steps=steps, guidances=(1.0,), sampler=f"euler{steps}")
-        metrics.setdefault("n", n)
-        metrics.setdefault("fid_real_vs_real", result["fid_real_vs_real"])
-        metrics[f"steps_{steps}"] = result["guidance_1.0"]
-    return metrics
+    return evaluate_by_steps(sample, model, n, (1, 2, STUDENT_STEPS), "euler")
 
 
 MODEL = NamedModel(
