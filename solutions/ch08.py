@@ -23,3 +23,18 @@ def solution_two_step_target(teacher, x_t: torch.Tensor, t: torch.Tensor, t_next
     x_mid = x_t + first * teacher(x_t, t * TIME_SCALE)  # the teacher's first Euler step (8.5)
     x_next = x_mid + second * teacher(x_mid, t_mid * TIME_SCALE)  # and its second
     return (x_next - x_t) / whole  # eq. (8.11): one step from x_t that lands on x_next
+
+
+def solution_total_derivative_by_differences(u_fn, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                                             velocity: torch.Tensor) -> torch.Tensor:
+    h = 1e-4  # a central difference along the tangent (v, 0, 1) of eq. (8.21): z and t move, r stays
+    return (u_fn(z + h * velocity, r, t + h) - u_fn(z - h * velocity, r, t - h)) / (2 * h)
+
+
+def solution_gaussian_average_velocity(z: torch.Tensor, r: float, t: float, mu: float, s: float) -> torch.Tensor:
+    def mean_and_std(time):  # the marginal of (8.1) for x_0 ~ N(mu, s^2): N((1 - time) mu, (1 - time)^2 s^2 + time^2)
+        return (1 - time) * mu, math.sqrt((1 - time) ** 2 * s**2 + time**2)
+
+    (m_t, sigma_t), (m_r, sigma_r) = mean_and_std(t), mean_and_std(r)
+    z_r = m_r + sigma_r / sigma_t * (z - m_t)  # the flow keeps each point's z-score
+    return (z - z_r) / (t - r)  # eq. (8.19) solved for u

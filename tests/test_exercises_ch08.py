@@ -126,3 +126,66 @@ def test_hints_give_the_idea_first_and_the_formula_from_the_third_try(checker, w
     first, second, third = hint_stages(checker, wrong)
     assert "The formula" not in first and "The formula" not in second
     assert "The formula" in third
+
+
+def test_one_step_exercises_not_attempted_and_references_pass(capsys):
+    for result in (ch08.check_total_derivative_by_differences(stub), ch08.check_gaussian_average_velocity(stub)):
+        assert result.status == "not attempted" and not result
+    assert capsys.readouterr().out == ""
+    assert ch08.check_total_derivative_by_differences(reference.solution_total_derivative_by_differences)
+    assert ch08.check_gaussian_average_velocity(reference.solution_gaussian_average_velocity)
+    assert ch08.check_gaussian_average_velocity(lambda *a: reference.solution_gaussian_average_velocity(*a).float())
+
+
+def test_the_gaussian_reference_integrator_is_exact_enough():
+    """8.5's checker integrates the exact Gaussian velocity by RK4; at r = t - small it must be the velocity itself."""
+    z = torch.linspace(-2, 2, 5, dtype=torch.float64)
+    u = (z - ch08.gaussian_flow_map(z, 0.5 - 1e-4, 0.5, 0.7, 0.4, steps=10)) / 1e-4
+    assert torch.allclose(u, ch08._gaussian_average(z, 0.5, 0.5, 0.7, 0.4, instant=True), atol=1e-3)
+    z_1 = torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x_0 = ch08.gaussian_flow_map(z_1, 0.0, 1.0, 0.7, 0.4, steps=200)  # noise carried to data: N(0.7, 0.4^2)
+    assert abs(x_0.mean() - 0.7) < 0.01 and abs(x_0.std() - 0.4) < 0.01
+
+
+def meanflow_wrong(**options):
+    options.setdefault("derivative_only", True)
+    return lambda u_fn, z, r, t, v: ch08._differences_target(z, r, t, v, **options)
+
+
+def gaussian_wrong(**options):
+    return lambda z, r, t, mu, s: ch08._gaussian_average(z, r, t, mu, s, **options)
+
+
+@pytest.mark.parametrize(
+    "checker, wrong, phrase",
+    [
+        (ch08.check_total_derivative_by_differences, meanflow_wrong(z_moves=False), "z_t moves too"),
+        (ch08.check_total_derivative_by_differences, meanflow_wrong(t_moves=False), "depends on t directly"),
+        (ch08.check_total_derivative_by_differences, meanflow_wrong(r_moves=True), "fixed end"),
+        (ch08.check_total_derivative_by_differences, meanflow_wrong(derivative_only=False), "the derivative du/dt alone"),
+        (ch08.check_total_derivative_by_differences, lambda u_fn, z, r, t, v: u_fn(z, r, t), "that is u itself"),
+        (ch08.check_total_derivative_by_differences,
+         lambda u_fn, z, r, t, v: (u_fn(z + 0.1 * v, r, t + 0.1) - u_fn(z, r, t)) / 0.1, "central difference"),
+        (ch08.check_gaussian_average_velocity, gaussian_wrong(instant=True), "velocity at time t"),
+        (ch08.check_gaussian_average_velocity, gaussian_wrong(sign=-1), "check the sign"),
+        (ch08.check_gaussian_average_velocity, gaussian_wrong(keep="noise_only"), "in quadrature"),
+        (ch08.check_gaussian_average_velocity, gaussian_wrong(keep="variance"), "not of variances"),
+        (ch08.check_gaussian_average_velocity, lambda z, r, t, mu, s: (z - mu) / (t - r), "z-score"),
+    ],
+)
+def test_one_step_wrong_answers_get_their_hint(checker, wrong, phrase):
+    assert phrase in wrong_message(checker(wrong))
+
+
+@pytest.mark.parametrize(
+    "checker, wrong",
+    [
+        (ch08.check_total_derivative_by_differences, meanflow_wrong(z_moves=False)),
+        (ch08.check_gaussian_average_velocity, lambda z, r, t, mu, s: (z - mu) / (t - r)),
+    ],
+)
+def test_one_step_hints_are_staged(checker, wrong):
+    first, second, third = hint_stages(checker, wrong)
+    assert "The formula" not in first
+    if "z_t moves too" not in first:  # a named mistake keeps its own hint; a general one ends with the formula
+        assert "The formula" in third

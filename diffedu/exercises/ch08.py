@@ -166,3 +166,104 @@ def check_two_step_target(two_step_target) -> None:
                  formula="t_mid = (t + t_next) / 2; x_mid = x_t + (t_mid - t) v(x_t, t); x_next = x_mid + (t_next - t_mid) "
                          "v(x_mid, t_mid); target = (x_next - x_t) / (t_next - t), times as (B, 1, 1, 1) and v called "
                          "with t * TIME_SCALE")
+
+
+def _fake_average_velocity(z: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """An average-velocity "network" u(z, r, t) (B, 1, 3, 3), nonlinear in all three inputs, float64."""
+    r, t = r.view(-1, 1, 1, 1), t.view(-1, 1, 1, 1)
+    return torch.sin(z) * (1 + t**2) + 0.3 * z * r - 0.2 * (t - r) * z**2 + t
+
+
+def _differences_target(z, r, t, velocity, z_moves=True, t_moves=True, r_moves=False, sign=-1, derivative_only=False):
+    h = 1e-4
+    dz, dt, dr = (h if moves else 0.0 for moves in (z_moves, t_moves, r_moves))
+    du_dt = (_fake_average_velocity(z + dz * velocity, r + dr, t + dt)
+             - _fake_average_velocity(z - dz * velocity, r - dr, t - dt)) / (2 * h)
+    if derivative_only:
+        return du_dt
+    return velocity + sign * (t - r).view(-1, 1, 1, 1) * du_dt
+
+
+@exercise("8.4")
+def check_total_derivative_by_differences(total_derivative_by_differences) -> None:
+    """Exercise 8.4: the total derivative du/dt of (8.21) by central differences, checked against the JVP that
+    diffedu.meanflow.meanflow_target uses."""
+    z, velocity = _batch(4)
+    r = torch.tensor([0.0, 0.2, 0.5, 0.1], dtype=torch.float64)
+    t = torch.tensor([1.0, 0.7, 0.6, 0.9], dtype=torch.float64)
+    result = expect_tensor(total_derivative_by_differences(_fake_average_velocity, z, r, t, velocity), SHAPE, "du/dt").double()
+    mistakes = [
+        (_differences_target(z, r, t, velocity, z_moves=False, derivative_only=True),
+         "d/dt in (8.21) is taken along the trajectory: as t moves, z_t moves too, with the velocity v; move z by +-h v"),
+        (_differences_target(z, r, t, velocity, t_moves=False, derivative_only=True),
+         "u depends on t directly as well (the network sees t): move t by +-h together with z"),
+        (_differences_target(z, r, t, velocity, r_moves=True, derivative_only=True),
+         "r is the fixed end of the interval: only z and t move (the tangent is (v, 0, 1))"),
+        (_differences_target(z, r, t, velocity),
+         "that is the whole target v - (t - r) du/dt of (8.20); return the derivative du/dt alone"),
+        (_fake_average_velocity(z, r, t), "that is u itself; the exercise asks how fast u changes along the trajectory"),
+    ]
+    for candidate, hint in mistakes:
+        if same(result, candidate, atol=1e-6, rtol=1e-5):
+            raise ExerciseError(hint)
+    _, expected = torch.func.jvp(_fake_average_velocity, (z, r, t), (velocity, torch.zeros_like(r), torch.ones_like(t)))
+    expect_close(result, expected,
+                 "differentiate u along the path: a small step h moves z by h v and t by h, r stays; use a central "
+                 "difference (h about 1e-4)", atol=1e-5, rtol=1e-4,
+                 formula="du_dt = (u_fn(z + h v, r, t + h) - u_fn(z - h v, r, t - h)) / (2 h)")
+
+
+def gaussian_flow_map(z: torch.Tensor, r: float, t: float, mu: float, s: float, steps: int = 2000) -> torch.Tensor:
+    """Where the marginal flow of data N(mu, s^2) carries z from time t to r, by RK4 on its exact velocity
+    (the velocity (8.4) of a Gaussian: v(x, t) = -mu + (sigma_t' / sigma_t) (x - (1 - t) mu))."""
+    def velocity(x, time):
+        sigma = math.sqrt((1 - time) ** 2 * s**2 + time**2)
+        return -mu + ((time - (1 - time) * s**2) / sigma**2) * (x - (1 - time) * mu)
+
+    x, h = z.double(), (r - t) / steps
+    for i in range(steps):
+        time = t + i * h
+        k1 = velocity(x, time)
+        k2 = velocity(x + h / 2 * k1, time + h / 2)
+        k3 = velocity(x + h / 2 * k2, time + h / 2)
+        k4 = velocity(x + h * k3, time + h)
+        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x
+
+
+def _gaussian_average(z, r, t, mu, s, keep="std", instant=False, sign=1):
+    m_t, m_r = (1 - t) * mu, (1 - r) * mu
+    spread = {"std": lambda time: math.sqrt((1 - time) ** 2 * s**2 + time**2), "noise_only": lambda time: time,
+              "variance": lambda time: (1 - time) ** 2 * s**2 + time**2}[keep]
+    if instant:
+        sigma = spread(t)
+        return -mu + ((t - (1 - t) * s**2) / sigma**2) * (z - m_t)
+    x_r = m_r + spread(r) / spread(t) * (z - m_t)
+    return sign * (z - x_r) / (t - r)
+
+
+@exercise("8.5")
+def check_gaussian_average_velocity(gaussian_average_velocity) -> None:
+    """Exercise 8.5: the exact average velocity (8.18) when the data are N(mu, s^2), against numerical integration."""
+    z = torch.linspace(-2.5, 2.5, 11, dtype=torch.float64)
+    mu, s = 0.7, 0.4
+    for r, t in ((0.2, 0.9), (0.5, 0.6), (0.0, 1.0)):  # (at 0 and 1 several mistakes coincide: checked last)
+        result = expect_tensor(gaussian_average_velocity(z, r, t, mu, s), (11,), "u").double()
+        mistakes = [
+            (_gaussian_average(z, r, t, mu, s, instant=True),
+             "that is the velocity at time t; the average over [r, t] differs, because the flow's speed changes on the way"),
+            (_gaussian_average(z, r, t, mu, s, sign=-1), "check the sign: z_r = z_t - (t - r) u, (8.19)"),
+            (_gaussian_average(z, r, t, mu, s, keep="noise_only"),
+             "the spread at time t has two parts, the data's (1 - t) s and the noise's t, added in quadrature"),
+            (_gaussian_average(z, r, t, mu, s, keep="variance"),
+             "scale by the ratio of standard deviations, not of variances: z-scores divide by the std"),
+        ]
+        for candidate, hint in mistakes:
+            if same(result, candidate, atol=1e-6, rtol=1e-5):
+                raise ExerciseError(f"at r = {r}, t = {t}: {hint}")
+        expected = (z - gaussian_flow_map(z, r, t, mu, s)) / (t - r)
+        expect_close(result, expected,
+                     f"at r = {r}, t = {t}: the flow of a Gaussian keeps each point's place in the distribution (its "
+                     "z-score); find where z lands at time r, then use (8.19)", atol=1e-6, rtol=1e-5,
+                     formula="m_t = (1 - t) mu, sigma_t = sqrt((1 - t)^2 s^2 + t^2); z_r = m_r + (sigma_r / sigma_t) (z - m_t); "
+                             "u = (z - z_r) / (t - r)")
