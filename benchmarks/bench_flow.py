@@ -80,13 +80,13 @@ def draw_fn(name: str):
 
 def flop_limit(n: int) -> dict:
     """The float32 time limit of n digits at one network call each: FLOPs over the measured peak (11.2)."""
-    from diffedu.deploy.profiling import count_flops, peak_flops
+    from diffedu.deploy.profiling import count_flops, peak_flops, roofline_seconds
 
     unet = zoo.load("mnist-flow")  # the same UNet as every model of the frontier's pixel-space rows
     flops = count_flops(unet, torch.zeros(1, 1, 28, 28), torch.zeros(1), torch.zeros(1, dtype=torch.long))
     peak = peak_flops()
     return {"flops_per_call_and_image": flops, "peak_flops_per_second": round(peak), "digits": n,
-            "seconds_at_one_call": round(n * flops / peak, 3)}
+            "seconds_at_one_call": round(roofline_seconds(n, 1, flops, peak), 3)}
 
 
 def main() -> None:

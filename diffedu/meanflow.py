@@ -68,7 +68,7 @@ class MeanFlowSettings:
     """How `meanflow_loss_fn` draws its intervals and weighs its errors (Geng et al. 2025's choices, see the card)."""
 
     interval_fraction: float = 0.5  # samples with r < t; the rest have r = t (flow matching)
-    time_sampling: str = "logit-normal"  # or "uniform" (two times), or "uniform-length" (t - r uniform): how r <= t are drawn
+    time_sampling: str = "logit-normal"  # or "uniform": how the two times are drawn (then sorted so that r <= t)
     time_mean: float = -0.4  # the logit-normal's parameters
     time_std: float = 1.0
     guidance: float = 1.25  # w of v_w; 1.0 trains no guidance in
@@ -81,16 +81,12 @@ class MeanFlowSettings:
 
 def interval_times(batch: int, settings: MeanFlowSettings, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(r, t) (B,) each: two times (logit-normal or uniform) sorted so that r <= t; r = t for 1 - interval_fraction of them."""
-    if settings.time_sampling == "uniform-length":  # the length t - r uniform in (0, 1), then t uniform where it fits
-        length = torch.rand(batch, generator=generator)
-        t = length + (1 - length) * torch.rand(batch, generator=generator)
-        both = torch.stack([t - length, t])
-    elif settings.time_sampling == "uniform":
+    if settings.time_sampling == "uniform":
         both = torch.rand(2, batch, generator=generator)
     elif settings.time_sampling == "logit-normal":
         both = torch.sigmoid(settings.time_mean + settings.time_std * torch.randn(2, batch, generator=generator))
     else:
-        raise ValueError(f"time_sampling must be 'logit-normal', 'uniform' or 'uniform-length', got {settings.time_sampling!r}")
+        raise ValueError(f"time_sampling must be 'logit-normal' or 'uniform', got {settings.time_sampling!r}")
     r, t = both.min(0).values, both.max(0).values
     same = torch.rand(batch, generator=generator) >= settings.interval_fraction
     return torch.where(same, t, r), t

@@ -174,14 +174,14 @@ def _fake_average_velocity(z: torch.Tensor, r: torch.Tensor, t: torch.Tensor) ->
     return torch.sin(z) * (1 + t**2) + 0.3 * z * r - 0.2 * (t - r) * z**2 + t
 
 
-def _differences_target(z, r, t, velocity, z_moves=True, t_moves=True, r_moves=False, sign=-1, derivative_only=False):
+def _differences_target(z, r, t, velocity, z_moves=True, t_moves=True, r_moves=False, derivative_only=False):
     h = 1e-4
     dz, dt, dr = (h if moves else 0.0 for moves in (z_moves, t_moves, r_moves))
     du_dt = (_fake_average_velocity(z + dz * velocity, r + dr, t + dt)
              - _fake_average_velocity(z - dz * velocity, r - dr, t - dt)) / (2 * h)
     if derivative_only:
         return du_dt
-    return velocity + sign * (t - r).view(-1, 1, 1, 1) * du_dt
+    return velocity - (t - r).view(-1, 1, 1, 1) * du_dt
 
 
 @exercise("8.4")
@@ -213,12 +213,16 @@ def check_total_derivative_by_differences(total_derivative_by_differences) -> No
                  formula="du_dt = (u_fn(z + h v, r, t + h) - u_fn(z - h v, r, t - h)) / (2 h)")
 
 
+def _gaussian_velocity(x, time: float, mu: float, s: float):
+    """The marginal velocity (8.4) for data N(mu, s^2): v(x, t) = -mu + (sigma_t' / sigma_t) (x - (1 - t) mu)."""
+    sigma = math.sqrt((1 - time) ** 2 * s**2 + time**2)
+    return -mu + ((time - (1 - time) * s**2) / sigma**2) * (x - (1 - time) * mu)
+
+
 def gaussian_flow_map(z: torch.Tensor, r: float, t: float, mu: float, s: float, steps: int = 2000) -> torch.Tensor:
-    """Where the marginal flow of data N(mu, s^2) carries z from time t to r, by RK4 on its exact velocity
-    (the velocity (8.4) of a Gaussian: v(x, t) = -mu + (sigma_t' / sigma_t) (x - (1 - t) mu))."""
+    """Where the marginal flow of data N(mu, s^2) carries z from time t to r, by RK4 on its exact velocity."""
     def velocity(x, time):
-        sigma = math.sqrt((1 - time) ** 2 * s**2 + time**2)
-        return -mu + ((time - (1 - time) * s**2) / sigma**2) * (x - (1 - time) * mu)
+        return _gaussian_velocity(x, time, mu, s)
 
     x, h = z.double(), (r - t) / steps
     for i in range(steps):
@@ -236,8 +240,7 @@ def _gaussian_average(z, r, t, mu, s, keep="std", instant=False, sign=1):
     spread = {"std": lambda time: math.sqrt((1 - time) ** 2 * s**2 + time**2), "noise_only": lambda time: time,
               "variance": lambda time: (1 - time) ** 2 * s**2 + time**2}[keep]
     if instant:
-        sigma = spread(t)
-        return -mu + ((t - (1 - t) * s**2) / sigma**2) * (z - m_t)
+        return _gaussian_velocity(z, t, mu, s)
     x_r = m_r + spread(r) / spread(t) * (z - m_t)
     return sign * (z - x_r) / (t - r)
 
