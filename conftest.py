@@ -9,8 +9,24 @@ import matplotlib
 os.environ.setdefault("DIFFEDU_FAST", "1")
 matplotlib.use("Agg")
 
+# The Chinese chapters (chapters/zh/, written by ./course.sh translate) run the English chapters' code: the
+# suite runs the English ones only, and CI runs the Chinese ones as well with DIFFEDU_TEST_ZH=1 pytest chapters/zh
+collect_ignore = [] if os.environ.get("DIFFEDU_TEST_ZH") == "1" else ["chapters/zh"]
+
 
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (an ONNX export, the browser page, a real server under load, the shipped models'
+    pre-reshape samples) repeat at greater cost what the chapters' fast mode runs in the suite: they run when
+    asked, DIFFEDU_TEST_SLOW=1, as .ci/run asks in a step of its own, so that ./course.sh test stays short."""
+    if os.environ.get("DIFFEDU_TEST_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow, and repeats what a chapter runs: DIFFEDU_TEST_SLOW=1 runs it, as .ci/run does")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

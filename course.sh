@@ -2,7 +2,8 @@
 # One command to set up the diffedu course and use it.
 #
 #   ./course.sh lab           set up (first time only) and open the course in JupyterLab; other flags go to
-#                             jupyter lab (--no-browser, --port 8890); as root it adds --allow-root, with a note
+#                             jupyter lab (--no-browser, --port 8890); as root it adds --allow-root, with a note;
+#                             ./course.sh lab --zh opens the Chinese edition (chapters/zh/)
 #   ./course.sh test          set up (first time only) and run the whole test suite in fast mode
 #   ./course.sh setup         only set up: a virtual environment in .venv with everything installed
 #   ./course.sh setup --cpu   the same, with PyTorch's CPU-only build (much smaller; for machines without an NVIDIA GPU)
@@ -14,6 +15,9 @@
 #   ./course.sh execute --fast   the same in fast mode, into build/executed/fast
 #   ./course.sh site          build the course's website into site/ from those executed copies (full mode where
 #                             there is one); --fast: from the fast-mode copies only
+#   ./course.sh translate     the Chinese edition: update the PO files in i18n/zh/ from the English chapters, README and
+#                             workshop guide, write chapters/zh/, README.zh.md and docs/workshop.zh.md from them, and
+#                             list what needs translating (--check: write nothing, fail if anything is missing or stale)
 #   ./course.sh test-lowest   run the Stable Diffusion tests and chapter 05 with the oldest supported
 #                             Hugging Face versions (requirements-lowest.txt), in .venv-lowest
 #
@@ -192,6 +196,11 @@ case "$command" in
         exec "$VENV/bin/python" tools/bundle.py "$@" ;;
     lab)
         setup
+        first_chapter=chapters/00_setup.ipynb
+        if [ "${1:-}" = --zh ]; then  # the Chinese edition (简体中文)
+            first_chapter=chapters/zh/00_setup.ipynb
+            shift
+        fi
         allow_root=0
         for flag in "$@"; do
             case $flag in --allow-root|--allow-root=*|--ServerApp.allow_root*) allow_root=1 ;; esac
@@ -201,7 +210,7 @@ case "$command" in
             set -- --allow-root "$@"
         fi
         echo "==> starting JupyterLab: if no browser opens, open the URL it prints below (a busy port makes it take the next free one)"
-        exec "$VENV/bin/jupyter" lab chapters/00_setup.ipynb "$@" ;;
+        exec "$VENV/bin/jupyter" lab "$first_chapter" "$@" ;;
     test)
         setup
         echo "==> running the tests (fast mode: DIFFEDU_FAST=1)"
@@ -216,7 +225,10 @@ case "$command" in
     site)
         setup
         exec "$VENV/bin/python" tools/site/build.py "$@" ;;
+    translate)
+        setup
+        exec "$VENV/bin/python" tools/translate.py "$@" ;;
     *)
-        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
         exit 2 ;;
 esac

@@ -124,6 +124,13 @@ def test_lab_passes_its_flags_to_jupyter_lab(course, tmp_path):
     assert "root" not in result.stderr
 
 
+def test_lab_zh_opens_the_chinese_edition(course, tmp_path):
+    folder, log = course
+    result = run_lab_as(1000, folder, tmp_path, "--zh", "--no-browser")
+    assert result.returncode == 0, result.stderr
+    assert jupyter_calls(log) == ["lab chapters/zh/00_setup.ipynb --no-browser"]
+
+
 def test_lab_as_root_adds_allow_root_and_says_so_in_one_line(course, tmp_path):
     folder, log = course
     result = run_lab_as(0, folder, tmp_path, "--no-browser")

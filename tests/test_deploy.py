@@ -46,6 +46,7 @@ def test_the_unrolled_sampler_is_what_generate_draws(unet):
         assert torch.allclose(FewStepSampler(unet, 4)(noise, labels), expected, atol=1e-5)
 
 
+@pytest.mark.slow  # chapter 11 exports and checks the same sampler in the suite
 def test_onnx_runtime_draws_what_pytorch_draws(unet, mnist_fast_onnx):
     """The issue's tolerance: fp32 ONNX Runtime within 1e-4 of PyTorch, at two batch sizes (the batch is free)."""
     onnx = OnnxSampler(mnist_fast_onnx)
@@ -58,6 +59,7 @@ def test_onnx_runtime_draws_what_pytorch_draws(unet, mnist_fast_onnx):
     assert torch.allclose(onnx.generate(labels, seed=11), expected, atol=1e-4)  # the same noise from the same seed
 
 
+@pytest.mark.slow  # chapter 11 exports and checks the same sampler in the suite
 def test_int8_is_smaller_and_close(mnist_fast_onnx, tmp_path):
     int8 = quantize_int8(mnist_fast_onnx, tmp_path / "int8.onnx")
     assert int8.stat().st_size < 0.6 * mnist_fast_onnx.stat().st_size
@@ -67,6 +69,7 @@ def test_int8_is_smaller_and_close(mnist_fast_onnx, tmp_path):
     assert 0 < difference < 0.1, difference  # changed, as int8 must, but the same digits
 
 
+@pytest.mark.slow  # chapter 11 exports and checks the same sampler in the suite
 def test_onnx_sampler_errors_teach(tmp_path, mnist_fast_onnx):
     with pytest.raises(FileNotFoundError, match="export_sampler"):
         OnnxSampler(tmp_path / "missing.onnx")
@@ -222,6 +225,7 @@ def test_a_prompt_goes_to_mini_sd(client):
 
 # --- a real server, a short load test ---------------------------------------------------------------
 
+@pytest.mark.slow  # a real server under load: chapter 11 runs one in the suite
 def test_a_short_load_test_against_the_real_server():
     """`python -m diffedu serve` in a child process, 10 clients for 2 s on 127.0.0.1: no errors, and the
     batcher ran several requests per model call."""

@@ -106,6 +106,7 @@ def _draw_like_the_reference() -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.mark.slow  # every shipped model at 200 digits: the chapters sample each of them in the suite
 def test_shipped_models_draw_what_they_drew_before_the_library_was_reshaped():
     """Same seed, same samples, for every shipped model, through the new entry points. On the
     machine that made the reference they are bit-identical. Another CPU rounds differently (other

@@ -4,7 +4,8 @@ without console errors, its equations are typeset and can be seen whole (at a la
 phone's width), its result tables are tables, its images have loaded, its internal links
 (equation links included) lead somewhere that exists, the menu buttons open the chapter list on
 a phone, and the search box finds things. The learners' build (`--learner`) has no solutions.
-Screenshots of the chapter pages go to build/screenshots/.
+The Chinese edition (site/zh/) is read the same way, and every
+page's language switch leads to its counterpart. Screenshots of the chapter pages go to build/screenshots/.
 
 Needs `./course.sh execute --fast` first (about 3 minutes; .ci/run does it) and the OS package
 chromium; without either, the test is skipped and says which is missing.
@@ -47,11 +48,14 @@ PAGE_STATE = """() => {
     raw_tables: (prose.textContent.match(/\\|\\s*(-{3,}|\u2014|\u2013)\\s*\\|/g) || []).slice(0, 3),
     output_tables: document.querySelectorAll(".cell_output table").length,
     math: document.querySelectorAll(".math").length,
+    display_math: document.querySelectorAll('mjx-container[display="true"]').length,
     untypeset: Array.from(document.querySelectorAll(".math")).filter(e => !e.querySelector("mjx-container")).length,
     math_errors: document.querySelectorAll("mjx-merror").length,
     images: document.images.length,
     broken_images: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
     links: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
+    language_link: (document.querySelector("a.diffedu-language") || {}).href || null,
+    lang: document.documentElement.lang,
     ids: Array.from(document.querySelectorAll("[id]")).map(e => e.id),
     text: text,
   };
@@ -173,16 +177,18 @@ def seen(site, server, browser) -> dict:
     """Every page of the site as a laptop (1366 px wide) shows it; screenshots of the chapters' first screen
     (NN_name.png) and of their first result table (NN_name-table.png)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html") if not p.relative_to(site).parts[0].startswith("_"))
+    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html")
+                   if not any(part.startswith("_") for part in p.relative_to(site).parts))
     states = {}
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     page.on("console", lambda message: page.errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     for name in pages:
-        chapter = name.startswith("chapters/")
-        states[name] = visit(page, server + name, SCREENSHOTS / (Path(name).stem + ".png") if chapter else None)
+        chapter = name.startswith(("chapters/", "zh/chapters/"))
+        shot = ("zh-" if name.startswith("zh/") else "") + Path(name).stem  # the Chinese edition's: zh-NN_name.png
+        states[name] = visit(page, server + name, SCREENSHOTS / (shot + ".png") if chapter else None)
         if chapter and states[name]["output_tables"]:
-            page.locator(".cell_output table").first.screenshot(path=str(SCREENSHOTS / (Path(name).stem + "-table.png")))
+            page.locator(".cell_output table").first.screenshot(path=str(SCREENSHOTS / (shot + "-table.png")))
     page.close()
     return states
 
@@ -220,6 +226,29 @@ def test_every_page_of_the_site_reads_as_it_should(site, server, seen):
     assert "q_sample" in seen["api/diffedu.schedules.html"]["text"]
 
 
+def test_the_chinese_edition_reads_as_the_english_one_and_every_page_switches_language(seen):
+    """site/zh/ has every chapter, the home page and the workshop guide in Chinese, with the same equations
+    (typeset; the reading checks above cover its pages too) and outputs; every page of both editions links
+    to its counterpart (the same page where there is one, else the home page), in the other language."""
+    fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True).stdout if shutil.which("fc-list") else ""
+    assert fonts.strip(), "no Chinese font here: the pages' Chinese shows as boxes (apt-get install fonts-noto-cjk; .ci/run does)"
+    for chapter in CHAPTERS:
+        english, chinese = seen[f"chapters/{chapter.stem}.html"], seen[f"zh/chapters/{chapter.stem}.html"]
+        assert chinese["lang"].startswith("zh") and "本页的输出来自" in chinese["text"]
+        assert len(re.findall(r"[\u4e00-\u9fff]", chinese["text"])) > 1000, chapter.stem
+        assert chinese["display_math"] == english["display_math"] and chinese["images"] == english["images"], chapter.stem
+        assert sorted(i for i in chinese["ids"] if i.startswith("eq-")) == sorted(i for i in english["ids"] if i.startswith("eq-"))
+    for name in ("index.html", "workshop.html"):
+        assert len(re.findall(r"[\u4e00-\u9fff]", seen[f"zh/{name}"]["text"])) > 1000, name
+    missing = [name for name, state in seen.items() if not state["language_link"]]
+    assert not missing, f"pages without the language switch: {missing[:5]}"
+    for name, state in seen.items():
+        chinese = name.startswith("zh/")
+        counterpart = name[3:] if chinese else "zh/" + name
+        expected = counterpart if counterpart in seen else ("index.html" if chinese else "zh/index.html")
+        assert state["language_link"].endswith("/" + expected), (name, state["language_link"])
+
+
 def markdown_tables(chapter: Path) -> int:
     """How many tables the chapter's cells print as Markdown (display(Markdown(...)))."""
     notebook = nbformat.read(EXECUTED / chapter.name, as_version=4)
@@ -251,17 +280,17 @@ def test_chapters_read_on_a_phone(server, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 390, "height": 844})
     too_wide, cut = {}, {}
-    for chapter in CHAPTERS:
-        page.goto(f"{server}chapters/{chapter.stem}.html")
+    for chapter in [edition + c.stem for edition in ("", "zh/") for c in CHAPTERS]:  # both editions
+        page.goto(f"{server}chapters/{chapter}.html".replace("chapters/zh/", "zh/chapters/"))
         page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
         width = page.evaluate("() => document.documentElement.scrollWidth")
         if width > 390:
-            too_wide[chapter.stem] = width
+            too_wide[chapter] = width
         if equations := page.evaluate(CUT_EQUATIONS):
-            cut[chapter.stem] = equations
+            cut[chapter] = equations
         if widest := page.evaluate(WIDEST_EQUATION):
             page.locator(f"[id='{widest}']").scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / f"phone-{chapter.stem}.png"))
+        page.screenshot(path=str(SCREENSHOTS / f"phone-{chapter.replace('/', '-')}.png"))
     page.close()
     assert not too_wide, f"pages wider than the phone: {too_wide}"
     assert not cut, f"display equations cut off at 390 px (not within their column nor scrollable into view): {cut}"
@@ -299,7 +328,7 @@ def test_the_menu_buttons_open_the_chapter_list_and_contents_on_a_phone(server, 
 
 def search(page, url: str, query: str) -> str:
     page.goto(f"{url}search.html?q={query}")
-    page.wait_for_function("() => /Search finished|did not match/.test(document.querySelector('#search-results')"
+    page.wait_for_function("() => /Search finished|did not match|搜索完成|没有匹配/.test(document.querySelector('#search-results')"
                            "?.textContent || '')", timeout=30_000)
     return page.inner_text("#search-results")
 
@@ -307,8 +336,10 @@ def search(page, url: str, query: str) -> str:
 def test_the_search_box_finds_a_library_function(server, browser):
     page = browser.new_page()
     results = search(page, server, "alpha_bar")
+    chinese = search(page, server + "zh/", "alpha_bar")  # (Chinese words too where jieba is installed)
     page.close()
     assert "chapter" in results.lower() or "schedules" in results
+    assert "搜索完成" in chinese and "第" in chinese, chinese[:300]
 
 
 def page_texts(site: Path) -> dict[str, str]:

@@ -20,6 +20,8 @@ import torch
 
 from diffedu.deploy import web
 
+pytestmark = pytest.mark.slow  # chapter 11 draws the page's grid in Chromium in the suite; this checks it in full
+
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "build" / "web-test" / "page.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

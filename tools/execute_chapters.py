@@ -3,6 +3,7 @@
     python tools/execute_chapters.py                 full mode: what a learner runs (about 45 min on 2 CPU cores)
     python tools/execute_chapters.py --fast          fast mode (DIFFEDU_FAST=1: smaller training), a few minutes
     python tools/execute_chapters.py --fast 03 05    only these chapters
+    python tools/execute_chapters.py --fast --zh     the Chinese chapters (chapters/zh/) into build/executed/fast/zh/
 
 The executed notebooks go to build/executed/full/ or build/executed/fast/ (never into chapters/),
 with times.json: each chapter's wall time, its outcome and the machine. The site (tools/site/)
@@ -27,9 +28,9 @@ CHAPTERS = ROOT / "chapters"
 BUILD = ROOT / "build" / "executed"
 
 
-def chapter_paths(selected: list[str]) -> list[Path]:
-    """The chapters whose file names start with one of `selected` (all of them if none)."""
-    paths = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb")) + sorted(CHAPTERS.glob("appendix_*.ipynb"))  # the appendix last
+def chapter_paths(selected: list[str], folder: Path = CHAPTERS) -> list[Path]:
+    """The chapters in `folder` whose file names start with one of `selected` (all of them if none)."""
+    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb")) + sorted(folder.glob("appendix_*.ipynb"))  # the appendix last
     chosen = [p for p in paths if not selected or any(p.name.startswith(s) for s in selected)]
     if selected and not chosen:
         sys.exit(f"execute: no chapter starts with {' or '.join(selected)}: they are {', '.join(p.stem for p in paths)}")
@@ -44,7 +45,7 @@ def execute(path: Path, out_folder: Path, fast: bool) -> dict:
 
     os.environ.update({"DIFFEDU_FAST": "1" if fast else "0", "DIFFEDU_WIDGETS": "0"})  # the kernel inherits these
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}})
+    client = NotebookClient(notebook, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     error = None
     try:
@@ -69,14 +70,15 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every chapter and keep the executed copies in build/executed/.")
     parser.add_argument("--fast", action="store_true", help="fast mode (DIFFEDU_FAST=1): smaller training, a few minutes")
+    parser.add_argument("--zh", action="store_true", help="the Chinese chapters (chapters/zh/), into a zh/ subfolder")
     parser.add_argument("chapters", nargs="*", help="chapter numbers or names to run (default: all), e.g. 03 05")
     args = parser.parse_args(argv)
     mode = "fast" if args.fast else "full"
-    out_folder = BUILD / mode
+    out_folder = BUILD / mode / ("zh" if args.zh else "")
     out_folder.mkdir(parents=True, exist_ok=True)
     times_path = out_folder / "times.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
-    paths = chapter_paths(args.chapters)
+    paths = chapter_paths(args.chapters, CHAPTERS / "zh" if args.zh else CHAPTERS)
     print(f"executing {len(paths)} chapter(s) in {mode} mode into {out_folder.relative_to(ROOT)}/")
     failed = []
     for path in paths:

@@ -12,6 +12,9 @@ ExerciseResult, which the notebook shows as one short line,
   exception, not a traceback; call your function yourself to see the traceback;
 - "Exercise 3.2: correct" for a right one.
 
+The line is in English, or in Chinese after `use_language("zh")` (the Chinese chapters in
+chapters/zh/ call it in their first code cell; see diffedu/exercises/language.py).
+
 So "Run All" always runs to the end. The result is truthy only when correct, so
 `assert ch03.check_guided_eps(guided_eps)` stops where an answer is not right yet.
 
@@ -28,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from diffedu.exercises.language import translate, use_language  # noqa: F401  (use_language: for the chapters)
+
 CORRECT, NOT_ATTEMPTED, WRONG = "correct", "not attempted", "wrong"
 
 
@@ -42,12 +47,12 @@ class ExerciseResult:
     def __bool__(self) -> bool:
         return self.status == CORRECT
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # in the language use_language chose (English unless a Chinese chapter said so)
         if self.status == CORRECT:
-            return f"Exercise {self.label}: correct"
+            return translate(f"Exercise {self.label}: correct")
         if self.status == NOT_ATTEMPTED:
-            return f"Exercise {self.label}: not attempted yet — {self.message}"
-        return f"Exercise {self.label}: not yet — {self.message}"
+            return translate(f"Exercise {self.label}: not attempted yet — {self.message}")
+        return translate(f"Exercise {self.label}: not yet — {self.message}")
 
     __str__ = __repr__
 

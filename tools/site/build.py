@@ -11,6 +11,12 @@ mode its outputs come from), the measured chapter times, the workshop guide (doc
 reference solutions for instructors (not in the --learner build: no page, link or search
 entry gives them away), and the library's API reference from its docstrings.
 Everything the pages need is on the site itself: it works without a network (file:// too).
+
+The Chinese edition goes to site/zh/, built the same way from chapters/zh/ (written by `./course.sh
+translate`), README.zh.md and docs/workshop.zh.md, into build/site-src-zh/. A Chinese chapter's code
+is the English chapter's, so its page shows the outputs of its own executed copy
+(build/executed/<mode>/zh/) if there is one, else those of the English copy, cell by cell. Every page
+of both carries a link to the same page in the other language (diffedu.js).
 """
 
 from __future__ import annotations
@@ -33,9 +39,12 @@ SOURCE = ROOT / "build" / "site-src"
 SITE = ROOT / "site"
 HTML = ROOT / "build" / "site-html"  # where Sphinx builds
 LEARNER = ROOT / "build" / "site-learner"  # the --learner build's own source and HTML: both builds can run at once
+LANGUAGE_LINK = re.compile(r"^\[(简体中文|English)\]\([\w./]+\.md\)\n\n?", re.M)  # on the site, diffedu.js's switch
 COLAB_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")  # an image from the web: a text link offline
 MODES = {"full": "full mode, as a learner runs it", "fast": "fast mode (`DIFFEDU_FAST=1`: shorter training, fewer "
                                                                  "samples), so some figures are rougher than in a full run"}
+CHINESE_MODES = {"full": "完整模式（学习者运行的方式）",
+                 "fast": "快速模式（`DIFFEDU_FAST=1`：训练更短、样本更少），所以有些图比完整运行的粗糙"}
 
 
 def chapters() -> list[Path]:
@@ -65,6 +74,91 @@ def chapter_page(chapter: Path, fast_only: bool, times: dict) -> str:
     notebook.cells.insert(1, nbformat.v4.new_markdown_cell(note))
     nbformat.write(notebook, SOURCE / "chapters" / chapter.name)
     return mode
+
+
+def chinese_chapter_page(chapter: Path, fast_only: bool, times: dict, source: Path) -> str:
+    """One Chinese chapter with outputs: its own executed copy's, or the English copy's, cell by cell
+    (the code is the same; see tests/test_translation.py)."""
+    english_path, mode = executed_copy(chapter, fast_only)
+    own = english_path.parent / "zh" / chapter.name
+    chinese = nbformat.read(ROOT / "chapters" / "zh" / chapter.name, as_version=4)
+    outputs_from = nbformat.read(own if own.exists() else english_path, as_version=4)
+    if len(outputs_from.cells) != len(chinese.cells):
+        sys.exit(f"site: chapters/zh/{chapter.name} has {len(chinese.cells)} cells, its executed copy "
+                 f"{len(outputs_from.cells)}: run ./course.sh translate")
+    for cell, executed in zip(chinese.cells, outputs_from.cells):
+        if cell.cell_type == "markdown":
+            cell.source = COLAB_BADGE.sub(r"[在 Colab 中打开本章](\1)", cell.source)
+        elif cell.cell_type == "code":
+            cell.outputs, cell.execution_count = executed.get("outputs", []), executed.get("execution_count")
+    run = outputs_from.metadata.get("diffedu_execution", {})
+    note = (f":::{{note}}\n本页的输出来自以{CHINESE_MODES[mode]}运行本章的结果：{run.get('date', '?')}，"
+            f"用时 {run.get('seconds', '?')} 秒，机器：{times.get(chapter.stem, {}).get('machine', '?')}。\n:::")
+    chinese.cells.insert(1, nbformat.v4.new_markdown_cell(note))
+    nbformat.write(chinese, source / "chapters" / chapter.name)
+    return mode
+
+
+def chinese_site(fast_only: bool, times: dict, out: Path) -> int:
+    """The Chinese edition into out/ (build/site-src-zh/ its source): chapters, home page, workshop guide."""
+    source, html_folder = SOURCE.parent / (SOURCE.name + "-zh"), HTML.parent / (HTML.name + "-zh")
+    missing = [c.name for c in chapters() if not (ROOT / "chapters" / "zh" / c.name).exists()]
+    if missing:
+        print(f"site: no Chinese chapters {', '.join(missing)}: run ./course.sh translate", file=sys.stderr)
+        return 1
+    if source.exists():
+        shutil.rmtree(source)
+    (source / "chapters").mkdir(parents=True)
+    for chapter in chapters():
+        chinese_chapter_page(chapter, fast_only, times, source)
+    (source / "workshop.md").write_text(LANGUAGE_LINK.sub("", (ROOT / "docs" / "workshop.zh.md").read_text()))
+    readme = COLAB_BADGE.sub(r"[在 Colab 中打开课程](\1)", LANGUAGE_LINK.sub("", (ROOT / "README.zh.md").read_text()))
+    toctree = "\n".join([f"chapters/{c.stem}" for c in chapters()] + ["workshop"])
+    (source / "index.md").write_text(readme + f"\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toctree}\n```\n")
+    copy_site_files(source)
+    (source / "conf.py").write_text((HERE / "conf.py").read_text() + CHINESE_SETTINGS)
+    return sphinx(source, html_folder, out, "the Chinese site")
+
+
+CHINESE_SETTINGS = """
+
+# The Chinese edition (site/zh/): tools/site/build.py writes these lines into its copy of this file
+language = "zh_CN"
+html_title = "diffedu：扩散模型，从第一个加噪公式到 Stable Diffusion"
+
+# Sphinx 9's Chinese search stems Latin words with the English stemmer, whose script defines EnglishStemmer,
+# but then asks for window.Stemmer = ChineseStemmer, an error on every page: name the stemmer it loads
+from sphinx.search import zh as chinese_search  # noqa: E402
+
+chinese_search.SearchChinese.language_name = "English"
+"""
+
+
+def copy_site_files(source: Path) -> None:
+    """MathJax, the Sphinx settings and the site's own CSS, JavaScript and icon, into a source folder."""
+    mathjax(source)
+    for name in ("conf.py", "equations.py", "favicon.svg"):
+        shutil.copy(HERE / name, source / name)
+    for name in ("diffedu.css", "diffedu.js"):
+        shutil.copy(HERE / name, source / "_static" / name)
+
+
+def sphinx(source: Path, html_folder: Path, out: Path, which: str) -> int:
+    """Build source into html_folder with Sphinx, then copy the pages to out."""
+    log = html_folder.parent / f"{html_folder.name}-warnings.txt"
+    # Sphinx writes into build/site-html, and MyST-NB its copies of the outputs beside it (into the output
+    # folder's parent: build/ or build/site-learner/, not the repository's root); the finished pages are then
+    # copied to out
+    finished = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-w", str(log), str(source),
+                               str(html_folder)], cwd=ROOT)
+    if finished.returncode:
+        print(f"site: Sphinx failed on {which} (its messages are above and in {log.relative_to(ROOT)})", file=sys.stderr)
+        return 1
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(html_folder, out)
+    warnings = [line for line in log.read_text().splitlines() if "WARNING" in line or "ERROR" in line]
+    print(f"wrote {out / 'index.html'} ({which}; {len(warnings)} Sphinx warnings, in {log.relative_to(ROOT)})")
+    return 0
 
 
 def times_page() -> str:
@@ -127,18 +221,18 @@ def instructor_pages() -> None:
 
 
 def home_page(extra_pages: list[str]) -> None:
-    readme = COLAB_BADGE.sub(r"[Open the course in Colab](\1)", (ROOT / "README.md").read_text())
+    readme = COLAB_BADGE.sub(r"[Open the course in Colab](\1)", LANGUAGE_LINK.sub("", (ROOT / "README.md").read_text()))
     toctree = "\n".join([f"chapters/{c.stem}" for c in chapters()] + extra_pages)
     (SOURCE / "index.md").write_text(readme + f"\n\n```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toctree}\n```\n")
 
 
-def mathjax() -> None:
+def mathjax(source: Path) -> None:
     """MathJax 3 (as the django-static-mathjax wheel ships it: data files only) into the site's own files:
     the TeX-to-HTML bundle, its fonts, and the TeX packages it loads on demand."""
     import mathjax as mathjax_files
 
     es5 = Path(mathjax_files.__file__).parent / "static" / "mathjax" / "es5"
-    target = SOURCE / "_static" / "mathjax"
+    target = source / "_static" / "mathjax"
     target.mkdir(parents=True)
     shutil.copy(es5 / "tex-chtml.js", target)
     for folder in ("input", "output", "ui", "a11y"):
@@ -165,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     modes = {chapter.stem: chapter_page(chapter, args.fast, times) for chapter in chapters()}
     (SOURCE / "times.md").write_text(times_page())
     extra = ["times"]
-    for doc in sorted((ROOT / "docs").glob("*.md")):
-        shutil.copy(doc, SOURCE / doc.name)
+    for doc in sorted(path for path in (ROOT / "docs").glob("*.md") if not path.name.endswith(".zh.md")):
+        (SOURCE / doc.name).write_text(LANGUAGE_LINK.sub("", doc.read_text()))
         extra.append(doc.stem)
     if not args.learner:
         instructor_pages()
@@ -174,28 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     api_pages()
     extra.append("api/index")
     home_page(extra)
-    mathjax()
-    for name in ("conf.py", "equations.py", "favicon.svg"):
-        shutil.copy(HERE / name, SOURCE / name)
-    for name in ("diffedu.css", "diffedu.js"):
-        shutil.copy(HERE / name, SOURCE / "_static" / name)
+    copy_site_files(SOURCE)
     which = "the learners' site (no solutions)" if args.learner else "the site"
     print(f"building {which} from {sum(m == 'full' for m in modes.values())} full-mode and "
-          f"{sum(m == 'fast' for m in modes.values())} fast-mode chapters")
-    log = HTML.parent / "site-warnings.txt"
-    # Sphinx writes into build/site-html, and MyST-NB its copies of the outputs beside it (into the output
-    # folder's parent: build/ or build/site-learner/, not the repository's root); the finished pages are then
-    # copied to --out
-    finished = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-w", str(log), str(SOURCE), str(HTML)],
-                              cwd=ROOT)
-    if finished.returncode:
-        print(f"site: Sphinx failed (its messages are above and in {log.relative_to(ROOT)})", file=sys.stderr)
+          f"{sum(m == 'fast' for m in modes.values())} fast-mode chapters, and its Chinese edition")
+    if sphinx(SOURCE, HTML, args.out, which):
         return 1
-    shutil.rmtree(args.out, ignore_errors=True)
-    shutil.copytree(HTML, args.out)
-    warnings = [line for line in log.read_text().splitlines() if "WARNING" in line or "ERROR" in line]
-    print(f"wrote {args.out / 'index.html'} ({len(warnings)} Sphinx warnings, in {log.relative_to(ROOT)})")
-    return 0
+    return chinese_site(args.fast, times, args.out / "zh")
 
 
 if __name__ == "__main__":

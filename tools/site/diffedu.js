@@ -14,3 +14,21 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 });
+
+/* The language switch: every page links to the same page in the other edition (the English site at the
+   root, the Chinese one in zh/). The chapters, the home page, the workshop guide, the index and the search
+   page exist in both; the pages only the English site has (API, solutions, times) link to the other's home. */
+document.addEventListener("DOMContentLoaded", () => {
+  const root = new URL(document.documentElement.dataset.content_root || "./", window.location.href);
+  const chinese = (document.documentElement.lang || "").startsWith("zh");
+  let page = window.location.href.split("#")[0].split("?")[0].slice(root.href.length);
+  if (!/^((index|workshop|genindex|search)\.html|chapters\/[\w-]+\.html)$/.test(page)) page = "index.html";
+  const link = document.createElement("a");
+  link.className = "diffedu-language";
+  link.href = new URL((chinese ? "../" : "zh/") + page, root).href;
+  link.textContent = chinese ? "English" : "简体中文";
+  link.lang = chinese ? "en" : "zh-CN";
+  link.title = chinese ? "Read this page in English" : "阅读本页的中文版";
+  const header = document.querySelector(".article-header-buttons") || document.querySelector("article") || document.body;
+  header.prepend(link);
+});
