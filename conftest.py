@@ -19,8 +19,9 @@ import pytest  # noqa: E402
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked slow (an ONNX export, the browser page, a real server under load, the shipped models'
-    pre-reshape samples) repeat at greater cost what the chapters' fast mode runs in the suite: they run when
-    asked, DIFFEDU_TEST_SLOW=1, as .ci/run asks in a step of its own, so that ./course.sh test stays short."""
+    pre-reshape samples) repeat at greater cost what the chapters' fast mode runs in the suite, or (the Colab
+    cell's packages) ask pip's resolver over the package index: they run when asked, DIFFEDU_TEST_SLOW=1, as
+    .ci/run asks in a step of its own, so that ./course.sh test stays short."""
     if os.environ.get("DIFFEDU_TEST_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow, and repeats what a chapter runs: DIFFEDU_TEST_SLOW=1 runs it, as .ci/run does")

@@ -109,6 +109,7 @@ def _pypi_reachable() -> bool:
         return False
 
 
+@pytest.mark.slow  # a full resolver run over the package index
 def test_colab_install_would_not_touch_colabs_own_packages(tmp_path):
     """pip's resolver report for what the Colab cell installs (the course's dependencies, with
     the torch Colab has): none of Colab's kernel packages is among them."""

@@ -61,41 +61,39 @@ def executed_copy(chapter: Path, fast_only: bool) -> tuple[Path, str]:
              "(a few minutes) or `./course.sh execute` (full mode) first")
 
 
-def chapter_page(chapter: Path, fast_only: bool, times: dict) -> str:
-    """Copy one executed chapter into the source, with a note on where its outputs come from."""
+PAGE_TEXT = {  # per language: the Colab badge's text link, and the note on where a page's outputs come from
+    "en": ("[Open this chapter in Colab](\\1)", "The outputs on this page come from running the chapter in {mode}, on "
+           "{date}, in {seconds} s on {machine}."),
+    "zh": ("[在 Colab 中打开本章](\\1)", "本页的输出来自以{mode}运行本章的结果：{date}，用时 {seconds} 秒，机器：{machine}。"),
+}
+
+
+def chapter_page(chapter: Path, fast_only: bool, times: dict, language: str = "en", source: Path | None = None) -> str:
+    """Copy one executed chapter into the source, with a note on where its outputs come from. A Chinese
+    chapter shows the outputs of its own executed copy (build/executed/<mode>/zh/) or, cell by cell, those
+    of the English one: its code is the same (tests/test_translation.py)."""
     path, mode = executed_copy(chapter, fast_only)
     notebook = nbformat.read(path, as_version=4)
+    if language != "en":
+        own = path.parent / language / chapter.name
+        executed = nbformat.read(own, as_version=4) if own.exists() else notebook
+        notebook = nbformat.read(ROOT / "chapters" / language / chapter.name, as_version=4)
+        if len(executed.cells) != len(notebook.cells):
+            sys.exit(f"site: chapters/{language}/{chapter.name} has {len(notebook.cells)} cells, its executed copy "
+                     f"{len(executed.cells)}: run ./course.sh translate")
+        for cell, ran in zip(notebook.cells, executed.cells):
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = ran.get("outputs", []), ran.get("execution_count")
+        notebook.metadata["diffedu_execution"] = executed.metadata.get("diffedu_execution", {})
+    badge, note = PAGE_TEXT[language]
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
-            cell.source = COLAB_BADGE.sub(r"[Open this chapter in Colab](\1)", cell.source)
+            cell.source = COLAB_BADGE.sub(badge, cell.source)
     run = notebook.metadata.get("diffedu_execution", {})
-    note = (f":::{{note}}\nThe outputs on this page come from running the chapter in {MODES[mode]}, on "
-            f"{run.get('date', '?')}, in {run.get('seconds', '?')} s on {times.get(chapter.stem, {}).get('machine', '?')}.\n:::")
-    notebook.cells.insert(1, nbformat.v4.new_markdown_cell(note))
-    nbformat.write(notebook, SOURCE / "chapters" / chapter.name)
-    return mode
-
-
-def chinese_chapter_page(chapter: Path, fast_only: bool, times: dict, source: Path) -> str:
-    """One Chinese chapter with outputs: its own executed copy's, or the English copy's, cell by cell
-    (the code is the same; see tests/test_translation.py)."""
-    english_path, mode = executed_copy(chapter, fast_only)
-    own = english_path.parent / "zh" / chapter.name
-    chinese = nbformat.read(ROOT / "chapters" / "zh" / chapter.name, as_version=4)
-    outputs_from = nbformat.read(own if own.exists() else english_path, as_version=4)
-    if len(outputs_from.cells) != len(chinese.cells):
-        sys.exit(f"site: chapters/zh/{chapter.name} has {len(chinese.cells)} cells, its executed copy "
-                 f"{len(outputs_from.cells)}: run ./course.sh translate")
-    for cell, executed in zip(chinese.cells, outputs_from.cells):
-        if cell.cell_type == "markdown":
-            cell.source = COLAB_BADGE.sub(r"[在 Colab 中打开本章](\1)", cell.source)
-        elif cell.cell_type == "code":
-            cell.outputs, cell.execution_count = executed.get("outputs", []), executed.get("execution_count")
-    run = outputs_from.metadata.get("diffedu_execution", {})
-    note = (f":::{{note}}\n本页的输出来自以{CHINESE_MODES[mode]}运行本章的结果：{run.get('date', '?')}，"
-            f"用时 {run.get('seconds', '?')} 秒，机器：{times.get(chapter.stem, {}).get('machine', '?')}。\n:::")
-    chinese.cells.insert(1, nbformat.v4.new_markdown_cell(note))
-    nbformat.write(chinese, source / "chapters" / chapter.name)
+    note = note.format(mode=(CHINESE_MODES if language == "zh" else MODES)[mode], date=run.get("date", "?"),
+                       seconds=run.get("seconds", "?"), machine=times.get(chapter.stem, {}).get("machine", "?"))
+    notebook.cells.insert(1, nbformat.v4.new_markdown_cell(f":::{{note}}\n{note}\n:::"))
+    nbformat.write(notebook, (source or SOURCE) / "chapters" / chapter.name)
     return mode
 
 
@@ -110,7 +108,7 @@ def chinese_site(fast_only: bool, times: dict, out: Path) -> int:
         shutil.rmtree(source)
     (source / "chapters").mkdir(parents=True)
     for chapter in chapters():
-        chinese_chapter_page(chapter, fast_only, times, source)
+        chapter_page(chapter, fast_only, times, "zh", source)
     (source / "workshop.md").write_text(LANGUAGE_LINK.sub("", (ROOT / "docs" / "workshop.zh.md").read_text()))
     readme = COLAB_BADGE.sub(r"[在 Colab 中打开课程](\1)", LANGUAGE_LINK.sub("", (ROOT / "README.zh.md").read_text()))
     toctree = "\n".join([f"chapters/{c.stem}" for c in chapters()] + ["workshop"])
