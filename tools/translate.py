@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import functools
 import io
 import re
 import sys
@@ -76,15 +77,21 @@ def has_words(text: str) -> bool:
     return re.search(r"[A-Za-z]{3,}", text) is not None
 
 
+def code_tokens(source: str) -> list[tokenize.TokenInfo]:
+    """The Python tokens of a code cell, its shell (!) and magic (%) lines read as `pass` (same rows and
+    indentation), which tokenize cannot read."""
+    masked = "\n".join(line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("!", "%"))
+                       else line for line in source.split("\n"))
+    return list(tokenize.generate_tokens(io.StringIO(masked + "\n").readline))
+
+
 def comment_groups(source: str) -> list[tuple[list[int], int, str]]:
     """The comments of a code cell worth translating: (line numbers, column, text), where a run of
     full-line comments at one indentation is one group (one sentence across lines) and a comment after
     code is a group of its own. Shell (!) and magic (%) lines are left alone."""
     lines = source.split("\n")
-    masked = "\n".join(line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("!", "%"))
-                       else line for line in lines)
     comments = []  # (row, column, text, full_line)
-    for token in tokenize.generate_tokens(io.StringIO(masked + "\n").readline):
+    for token in code_tokens(source):
         if token.type == tokenize.COMMENT:
             row, column = token.start
             full_line = not lines[row - 1][:column].strip()
@@ -240,12 +247,12 @@ def updated_catalog(source: str, units: list[Unit]) -> polib.POFile:
             entry.msgstr, entry.flags = kept.msgstr, list(kept.flags)
             entry.previous_msgid = kept.previous_msgid if "fuzzy" in kept.flags else None  # (revised: the old English goes)
         else:
-            candidates = [e for e in spare if e.msgctxt == unit.context]
-            best = max(candidates, default=None,
-                       key=lambda e: difflib.SequenceMatcher(None, e.msgid, unit.text, autojunk=False).ratio())
-            if best is not None and difflib.SequenceMatcher(None, best.msgid, unit.text, autojunk=False).ratio() >= STALE_MATCH:
+            scores = [(difflib.SequenceMatcher(None, old_entry.msgid, unit.text, autojunk=False).ratio(), index)
+                      for index, old_entry in enumerate(spare) if old_entry.msgctxt == unit.context]
+            similarity, index = max(scores, default=(0.0, None))
+            if index is not None and similarity >= STALE_MATCH:
+                best = spare.pop(index)
                 entry.msgstr, entry.flags, entry.previous_msgid = best.msgstr, ["fuzzy"], best.msgid
-                spare.remove(best)
         entries[key] = entry
         catalog.append(entry)
     for entry in spare:
@@ -256,7 +263,7 @@ def updated_catalog(source: str, units: list[Unit]) -> polib.POFile:
 
 def translated(catalog: polib.POFile, text: str, context: str | None = None) -> str | None:
     """The current translation of `text`, or None if it is missing or stale."""
-    entry = catalog.find(text, msgctxt=context) if context else catalog.find(text)
+    entry = catalog.find(text, msgctxt=context)
     if entry is None or entry.obsolete or not entry.msgstr or "fuzzy" in entry.flags:
         return None
     return entry.msgstr
@@ -329,16 +336,18 @@ def structure_problems(english: str, chinese: str, feedback: bool = False) -> li
     return found
 
 
-def glossary() -> list[tuple[str, str, bool]]:
-    """The glossary's rows: (English, Chinese, checked)."""
+@functools.lru_cache(maxsize=1)
+def glossary() -> tuple[tuple[str, str, bool], ...]:
+    """The glossary's rows: (English, Chinese, checked), read once."""
     rows = []
     for line in (I18N / "glossary.md").read_text().split("\n"):
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if line.startswith("|") and len(cells) >= 3 and cells[0] not in ("English", "---"):
             rows.append((cells[0], cells[1], cells[2] == "checked"))
-    return rows
+    return tuple(rows)
 
 
+@functools.lru_cache(maxsize=None)
 def term_pattern(english: str) -> re.Pattern:
     """The English term as a word, plural or not, in any case (hyphen and space alike)."""
     words = r"[- ]".join(re.escape(word) for word in re.split(r"[- ]", english))
@@ -404,13 +413,15 @@ def chinese_document(name: str, catalog: polib.POFile) -> str:
     return COLAB_CHAPTER.sub(rf"\g<1>{LANGUAGE}/\g<2>", text)
 
 
-def outputs() -> tuple[dict[Path, str], dict[Path, polib.POFile], list[str]]:
-    """What the command writes: {Chinese file: text}, {PO file: catalog}, and the problems found."""
-    files, catalogs, found = {}, {}, []
+def outputs() -> tuple[dict[Path, str], list[str], int]:
+    """What the command writes, {file: text} (the Chinese files and the PO files), the missing or stale
+    translations, and the number of units."""
+    files, found, total = {}, [], 0
     for source, units in sources().items():
         catalog = updated_catalog(source, units)
-        catalogs[catalog_path(source)] = catalog
+        files[catalog_path(source)] = catalog.__unicode__() + "\n"
         found += problems(catalog)
+        total += sum(not entry.obsolete for entry in catalog)
         if source == "feedback":
             continue
         if source in DOCUMENTS:
@@ -418,7 +429,7 @@ def outputs() -> tuple[dict[Path, str], dict[Path, polib.POFile], list[str]]:
         else:
             english = CHAPTERS / f"{source}.ipynb"
             files[CHINESE_CHAPTERS / english.name] = nbformat.writes(chinese_notebook(english, catalog)) + "\n"
-    return files, catalogs, found
+    return files, found, total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,21 +437,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if a translation is missing or stale or a Chinese file is out of date")
     args = parser.parse_args(argv)
-    files, catalogs, found = outputs()
-    out_of_date = [path for path, text in {**files, **{p: c.__unicode__() + "\n" for p, c in catalogs.items()}}.items()
-                   if not path.exists() or path.read_text() != text]
+    files, found, total = outputs()
+    out_of_date = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
     if args.check:
         for path in out_of_date:
             print(f"out of date: {path.relative_to(ROOT)} (run ./course.sh translate)")
     else:
         for path in out_of_date:
             path.parent.mkdir(parents=True, exist_ok=True)
-            text = files[path] if path in files else catalogs[path].__unicode__() + "\n"
-            path.write_text(text)
+            path.write_text(files[path])
             print(f"wrote {path.relative_to(ROOT)}")
     for problem in found:
         print(problem)
-    total = sum(1 for catalog in catalogs.values() for entry in catalog if not entry.obsolete)
     print(f"{total - len(found)} of {total} units translated; {len(found)} missing or stale"
           + ("" if not found else ": edit the msgstr of each in its PO file (i18n/zh/, diffedu/exercises/locale/), "
              "delete its '#, fuzzy' line, and run ./course.sh translate again"))
